@@ -1,0 +1,255 @@
+"""
+The wire format of soukets, with no I/O: ``CHANNEL;JSON`` lines in, frames
+out, and frames back to bytes.
+
+This module imports nothing from Twisted.  L{LineSplitter} cuts a byte stream
+into lines (enforcing the maximum line length), L{decode_line} turns one line
+into a L{Frame} or a L{ProtocolError}, and L{encode_frame} turns a channel and
+a payload into the bytes of one server frame.  See ``PROTOCOL.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator, Mapping
+
+import attrs
+
+CONTROL = ""
+"""The name of the control channel: the connection's own session."""
+
+DEFAULT_MAX_LINE = 64 * 1024
+
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
+
+# Error codes of the protocol.
+BAD_FRAME = "bad_frame"
+BAD_JSON = "bad_json"
+BAD_CHANNEL = "bad_channel"
+UNKNOWN_TYPE = "unknown_type"
+LINE_TOO_LONG = "line_too_long"
+FORBIDDEN = "forbidden"
+NOT_SUBSCRIBED = "not_subscribed"
+ALREADY_QUEUED = "already_queued"
+IN_GAME = "in_game"
+NOT_IN_GAME = "not_in_game"
+INVALID_MOVE = "invalid_move"
+ALREADY_MOVED = "already_moved"
+RATE_LIMITED = "rate_limited"
+SERVER_FULL = "server_full"
+
+EXAMPLE = ';{"type":"ping"}'
+
+
+def is_channel_name(name: str) -> bool:
+    """
+    Whether C{name} is a valid (non-control) channel name: 1 to 64
+    characters from C{A-Z a-z 0-9 _ . : -}.
+    """
+    return _CHANNEL_NAME.match(name) is not None
+
+
+@attrs.frozen
+class Frame:
+    """
+    One frame a client sent: the channel it names, its C{type}, its C{id}
+    (or L{None}) and the whole JSON object it carried.
+    """
+
+    channel: str
+    type: str
+    body: Mapping[str, Any]
+    id: str | int | None = None
+
+
+@attrs.frozen
+class ProtocolError(Exception):
+    """
+    What went wrong with one client frame, ready to be sent back as an
+    C{error} frame on C{channel}, echoing C{id}.
+    """
+
+    code: str
+    message: str
+    channel: str = CONTROL
+    id: str | int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """
+        The JSON object of the C{error} frame for this error.
+        """
+        payload: dict[str, Any] = {
+            "type": "error",
+            "code": self.code,
+            "message": self.message,
+        }
+        if self.id is not None:
+            payload["id"] = self.id
+        return payload
+
+
+@attrs.frozen
+class LineTooLong:
+    """
+    Marks a line that passed the maximum length: it was discarded.
+    """
+
+    length: int
+
+
+@attrs.define
+class LineSplitter:
+    """
+    Cuts a stream of bytes into lines ending in C{\\n} (a C{\\r\\n} ending is
+    accepted too), without ever holding more than C{max_line} bytes of one
+    line.
+
+    A line longer than C{max_line} bytes (not counting its ending) is
+    reported once as L{LineTooLong} and its bytes are dropped up to the next
+    newline.
+    """
+
+    max_line: int = DEFAULT_MAX_LINE
+    _buffer: bytearray = attrs.field(factory=bytearray)
+    _discarding: int = 0  # bytes dropped so far of an over-long line
+
+    def feed(self, data: bytes) -> Iterator[bytes | LineTooLong]:
+        """
+        Take C{data}; yield every complete line it ends (without its line
+        ending), and a L{LineTooLong} for every line that was too long.
+        """
+        start = 0
+        end = len(data)
+        while start < end:
+            newline = data.find(b"\n", start)
+            if self._discarding:
+                if newline < 0:
+                    self._discarding += end - start
+                    return
+                self._discarding += newline - start
+                too_long = LineTooLong(self._discarding)
+                self._discarding = 0
+                start = newline + 1
+                yield too_long
+                continue
+            if newline < 0:
+                self._buffer += data[start:]
+                # A trailing "\r" may still be the start of "\r\n".
+                if len(self._buffer) > self.max_line + 1 or (
+                    len(self._buffer) == self.max_line + 1
+                    and not self._buffer.endswith(b"\r")
+                ):
+                    self._discarding = len(self._buffer)
+                    del self._buffer[:]
+                return
+            if self._buffer:
+                self._buffer += data[start:newline]
+                line = bytes(self._buffer)
+                del self._buffer[:]
+            else:
+                line = data[start:newline]
+            start = newline + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > self.max_line:
+                yield LineTooLong(len(line))
+            else:
+                yield line
+
+    @property
+    def pending(self) -> int:
+        """
+        How many bytes of an unfinished line are held.
+        """
+        return len(self._buffer)
+
+
+def _error(code: str, message: str, channel: str = CONTROL, id: Any = None):
+    return ProtocolError(code, message, channel, id)
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's json module accepts them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_line(line: bytes) -> Frame | ProtocolError | None:
+    """
+    Read one line (without its ending) as a client frame.
+
+    @return: the L{Frame}; a L{ProtocolError} saying what is wrong with it;
+        or L{None} for an empty line, which is ignored.
+    """
+    if not line.strip():
+        return None
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(
+            BAD_FRAME,
+            "this line is not UTF-8 text; send CHANNEL;JSON lines "
+            f"such as {EXAMPLE}",
+        )
+    channel, sep, document = text.partition(";")
+    if not sep:
+        return _error(
+            BAD_FRAME,
+            "a frame is CHANNEL;JSON (an empty channel name for the "
+            f"control channel), for example {EXAMPLE}",
+        )
+    if channel and not is_channel_name(channel):
+        return _error(
+            BAD_CHANNEL,
+            "a channel name is 1 to 64 characters from A-Z a-z 0-9 _ . : - "
+            '(for example room;{"type":"subscribe"}), or empty for the '
+            "control channel",
+        )
+    try:
+        body = json.loads(document, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return _error(
+            BAD_JSON,
+            "the text after the first ';' must be one JSON object, "
+            f"for example {EXAMPLE}",
+            channel,
+        )
+    if not isinstance(body, dict):
+        return _error(
+            BAD_JSON,
+            "the text after the first ';' must be a JSON object, "
+            f"for example {EXAMPLE}",
+            channel,
+        )
+    frame_id = body.get("id")
+    if frame_id is not None and (
+        isinstance(frame_id, bool) or not isinstance(frame_id, (str, int))
+    ):
+        return _error(
+            BAD_JSON,
+            'a frame\'s "id" must be a string or an integer, '
+            'for example ;{"type":"ping","id":1}',
+            channel,
+        )
+    frame_type = body.get("type")
+    if not isinstance(frame_type, str):
+        return _error(
+            BAD_JSON,
+            'a frame\'s JSON object needs a string "type", '
+            f"for example {EXAMPLE}",
+            channel,
+            frame_id,
+        )
+    return Frame(channel, frame_type, body, frame_id)
+
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+)
+
+
+def encode_frame(channel: str, payload: Mapping[str, Any]) -> bytes:
+    """
+    The bytes of one server frame: C{CHANNEL;JSON\\n}, compact JSON.
+    """
+    return f"{channel};{_encoder.encode(payload)}\n".encode("utf-8")

@@ -1,0 +1,188 @@
+"""
+Rock-paper-scissors: the rules as a pure function (L{judge}), and the game
+that runs them round by round in a lobby (L{RockPaperScissors}).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Mapping, Sequence
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall
+from zope.interface import implementer
+
+from soukets.frames import (
+    ALREADY_MOVED,
+    INVALID_MOVE,
+    NOT_IN_GAME,
+    UNKNOWN_TYPE,
+    Frame,
+    ProtocolError,
+)
+from soukets.games.base import (
+    COMPLETED,
+    PLAYER_LEFT,
+    GameOver,
+    IGame,
+    IGameContext,
+)
+
+SHAPES = ("rock", "paper", "scissors")
+BEATS = {"rock": "scissors", "paper": "rock", "scissors": "paper"}
+"""Each shape, and the shape it beats."""
+
+
+def judge(moves: Mapping[str, str | None]) -> tuple[str, ...]:
+    """
+    The winners of one round.
+
+    @param moves: every player's shape, or L{None} for a player who did not
+        move in time (who cannot win).
+    @return: the winning players, in the order of C{moves}.  If exactly two
+        shapes were played, those who chose the winning one; otherwise
+        everyone who moved if somebody did not (they beat the absent), and
+        nobody if everybody moved.
+    """
+    played = {player: move for player, move in moves.items() if move}
+    shapes = set(played.values())
+    if len(shapes) == 2:
+        first, second = shapes
+        winning = first if BEATS[first] == second else second
+        return tuple(p for p, move in played.items() if move == winning)
+    if len(played) < len(moves):
+        return tuple(played)
+    return ()
+
+
+def game_winners(
+    scores: Mapping[str, int], eligible: Sequence[str]
+) -> tuple[str, ...]:
+    """
+    The players among C{eligible} with the best score, if it is above zero.
+    """
+    best = max((scores[p] for p in eligible), default=0)
+    if best == 0:
+        return ()
+    return tuple(p for p in eligible if scores[p] == best)
+
+
+class Phase(enum.Enum):
+    """
+    Where a game of rock-paper-scissors is.
+    """
+
+    READY = "ready"  # made, not started
+    MOVING = "moving"  # a round is waiting for moves
+    OVER = "over"
+
+
+@implementer(IGame)
+@attrs.define
+class RockPaperScissors:
+    """
+    A game of C{settings.rounds} rounds of rock-paper-scissors.  Each round
+    ends when every present player has moved, or C{settings.move_timeout}
+    seconds after it began, whichever comes first.
+    """
+
+    context: IGameContext
+    phase: Phase = Phase.READY
+    round: int = 0
+    scores: dict[str, int] = attrs.field(factory=dict)
+    _moves: dict[str, str] = attrs.field(factory=dict)
+    _deadline: IDelayedCall | None = None
+
+    def start(self) -> None:
+        self.scores = {player: 0 for player in self.context.players}
+        self._next_round()
+
+    def received(self, player: str, frame: Frame) -> None:
+        if frame.type != "move":
+            raise ProtocolError(
+                UNKNOWN_TYPE,
+                f"unknown frame type {frame.type!r} in a rock-paper-scissors "
+                'lobby; play with {"type":"move","move":"rock"}, or publish',
+            )
+        if self.phase is not Phase.MOVING:
+            raise ProtocolError(NOT_IN_GAME, "this game is over")
+        move = frame.body.get("move")
+        if move not in SHAPES:
+            raise ProtocolError(
+                INVALID_MOVE,
+                f"{move!r} is not a move; play rock, paper or scissors, "
+                f'e.g. {self.context.channel};{{"type":"move","move":"rock"}}',
+            )
+        if player in self._moves:
+            raise ProtocolError(
+                ALREADY_MOVED,
+                f"you already played in round {self.round}; wait for the "
+                "result",
+            )
+        self._moves[player] = move
+        self.context.send({"type": "moved", "player": player})
+        self._resolve_if_complete()
+
+    def player_left(self, player: str) -> None:
+        if self.phase is not Phase.MOVING:
+            return
+        self._moves.pop(player, None)
+        present = self.context.present()
+        if len(present) < 2:
+            self._finish(PLAYER_LEFT, present)
+        else:
+            self._resolve_if_complete()
+
+    def stop(self, reason: str) -> None:
+        if self.phase is not Phase.OVER:
+            self._finish(reason, ())
+
+    def _next_round(self) -> None:
+        self.phase = Phase.MOVING
+        self.round += 1
+        self._moves = {}
+        timeout = self.context.settings.move_timeout
+        self.context.send(
+            {"type": "round", "round": self.round, "timeout": float(timeout)}
+        )
+        self._deadline = self.context.clock.callLater(timeout, self._time_up)
+
+    def _time_up(self) -> None:
+        self._deadline = None
+        self._resolve()
+
+    def _resolve_if_complete(self) -> None:
+        if all(p in self._moves for p in self.context.present()):
+            self._resolve()
+
+    def _resolve(self) -> None:
+        self._cancel_deadline()
+        moves = {p: self._moves.get(p) for p in self.context.players}
+        winners = judge(moves)
+        for winner in winners:
+            self.scores[winner] += 1
+        self.context.send(
+            {
+                "type": "result",
+                "round": self.round,
+                "moves": moves,
+                "winners": list(winners),
+                "timed_out": [p for p, move in moves.items() if move is None],
+            }
+        )
+        if self.round >= self.context.settings.rounds:
+            self._finish(
+                COMPLETED, game_winners(self.scores, self.context.present())
+            )
+        else:
+            self._next_round()
+
+    def _finish(self, reason: str, winners: Sequence[str]) -> None:
+        self._cancel_deadline()
+        self.phase = Phase.OVER
+        self.context.end(GameOver(reason, dict(self.scores), tuple(winners)))
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None

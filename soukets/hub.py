@@ -1,0 +1,214 @@
+"""
+Channel membership and delivery, with no I/O: who is subscribed to which
+channel, and who receives what is published there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol
+
+import attrs
+
+from soukets.frames import (
+    FORBIDDEN,
+    NOT_SUBSCRIBED,
+    ProtocolError,
+    encode_frame,
+)
+
+
+class Subscriber(Protocol):
+    """
+    What the hub needs of a client: its id, and a way to hand it the bytes
+    of a frame.
+    """
+
+    client_id: str
+
+    def send(self, data: bytes) -> None:
+        """
+        Queue C{data}, the bytes of one or more whole frames, for the client.
+        """
+
+
+@attrs.define(eq=False)
+class Channel:
+    """
+    One open channel: its subscribers in the order they subscribed and, for a
+    lobby channel, the players allowed on it (L{None} for an ordinary
+    channel, which anyone may use).
+    """
+
+    name: str
+    players: set[Subscriber] | None = None
+    members: dict[Subscriber, None] = attrs.field(factory=dict)
+
+    @property
+    def is_lobby(self) -> bool:
+        return self.players is not None
+
+    def send(self, data: bytes, exclude: Subscriber | None = None) -> int:
+        """
+        Hand C{data} to every member but C{exclude}; return how many got it.
+        """
+        receivers = 0
+        for member in self.members:
+            if member is not exclude:
+                member.send(data)
+                receivers += 1
+        return receivers
+
+
+def _forbidden(name: str) -> ProtocolError:
+    return ProtocolError(
+        FORBIDDEN,
+        f"channel {name} is a lobby channel: only its players may use it",
+    )
+
+
+@attrs.define
+class ChannelHub:
+    """
+    Every open channel of one server, and every client's subscriptions.
+
+    An ordinary channel exists while it has a subscriber.  A lobby channel is
+    opened by L{open_lobby} for a fixed set of players and lasts until
+    L{close} (or until nobody is left on it).
+    """
+
+    _channels: dict[str, Channel] = attrs.field(factory=dict)
+    _subscriptions: dict[Subscriber, set[str]] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def get(self, name: str) -> Channel | None:
+        """
+        The open channel called C{name}, or L{None}.
+        """
+        return self._channels.get(name)
+
+    def subscriptions(self, subscriber: Subscriber) -> frozenset[str]:
+        """
+        The names of the channels C{subscriber} is subscribed to.
+        """
+        return frozenset(self._subscriptions.get(subscriber, ()))
+
+    def subscribe(self, name: str, subscriber: Subscriber) -> int:
+        """
+        Subscribe C{subscriber} to channel C{name}, opening it if needed.
+        Subscribing twice is harmless.
+
+        @return: how many members the channel has now.
+        @raise ProtocolError: C{forbidden} for a lobby channel of others.
+        """
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = Channel(name)
+        elif channel.players is not None and subscriber not in channel.players:
+            raise _forbidden(name)
+        channel.members[subscriber] = None
+        self._subscriptions.setdefault(subscriber, set()).add(name)
+        return len(channel.members)
+
+    def unsubscribe(self, name: str, subscriber: Subscriber) -> Channel:
+        """
+        Take C{subscriber} off channel C{name}.  An ordinary channel left
+        with no members is closed.
+
+        @return: the channel it left.
+        @raise ProtocolError: C{not_subscribed} if it was not subscribed.
+        """
+        channel = self._channels.get(name)
+        if channel is None or subscriber not in channel.members:
+            raise ProtocolError(
+                NOT_SUBSCRIBED,
+                f"you are not subscribed to {name}; subscribe with "
+                f'{name};{{"type":"subscribe"}}',
+            )
+        self._leave(channel, subscriber)
+        return channel
+
+    def publish(
+        self, name: str, publisher: Subscriber, data: Any
+    ) -> int:
+        """
+        Send C{data} from C{publisher} to every other subscriber of C{name}.
+        The frame is encoded once; every receiver gets the same bytes.
+
+        @return: how many subscribers received it.
+        @raise ProtocolError: C{forbidden} for a lobby channel of others.
+        """
+        channel = self._channels.get(name)
+        if channel is None:
+            return 0
+        if channel.players is not None and publisher not in channel.players:
+            raise _forbidden(name)
+        frame = encode_frame(
+            name,
+            {"type": "message", "from": publisher.client_id, "data": data},
+        )
+        return channel.send(frame, exclude=publisher)
+
+    def open_lobby(self, name: str, players: Iterable[Subscriber]) -> Channel:
+        """
+        Open lobby channel C{name}, which only C{players} may use, with every
+        player subscribed.
+        """
+        assert name not in self._channels, name
+        channel = self._channels[name] = Channel(name, players=set(players))
+        for player in channel.players:  # type: ignore[union-attr]
+            channel.members[player] = None
+            self._subscriptions.setdefault(player, set()).add(name)
+        return channel
+
+    def ban(self, name: str, subscriber: Subscriber) -> None:
+        """
+        Take C{subscriber} off lobby channel C{name} for good: it is no longer
+        one of its players.
+        """
+        channel = self._channels.get(name)
+        if channel is None or channel.players is None:
+            return
+        channel.players.discard(subscriber)
+        if subscriber in channel.members:
+            self._leave(channel, subscriber)
+
+    def close(self, name: str) -> None:
+        """
+        Close channel C{name}: unsubscribe everyone from it.
+        """
+        channel = self._channels.pop(name, None)
+        if channel is None:
+            return
+        for member in channel.members:
+            self._forget(member, name)
+        channel.members.clear()
+
+    def drop(self, subscriber: Subscriber) -> list[Channel]:
+        """
+        Unsubscribe C{subscriber} from every channel (it went away).
+
+        @return: the channels it was on.
+        """
+        left = []
+        for name in sorted(self._subscriptions.pop(subscriber, ())):
+            channel = self._channels[name]
+            del channel.members[subscriber]
+            if not channel.members:
+                del self._channels[name]
+            left.append(channel)
+        return left
+
+    def _leave(self, channel: Channel, subscriber: Subscriber) -> None:
+        del channel.members[subscriber]
+        self._forget(subscriber, channel.name)
+        if not channel.members:
+            del self._channels[channel.name]
+
+    def _forget(self, subscriber: Subscriber, name: str) -> None:
+        names = self._subscriptions.get(subscriber)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._subscriptions[subscriber]

@@ -1,0 +1,297 @@
+"""
+The main lobby and the lobbies it forms: the matchmaking queue, the lobby
+channels, and the game running in each.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from typing import Any, Mapping, Protocol
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from soukets.frames import (
+    ALREADY_QUEUED,
+    CONTROL,
+    IN_GAME,
+    NOT_IN_GAME,
+    UNKNOWN_TYPE,
+    Frame,
+    ProtocolError,
+    encode_frame,
+)
+from soukets.games import GameFactory
+from soukets.games.base import SHUTDOWN, GameOver, GameSettings, IGame, IGameContext
+from soukets.hub import ChannelHub
+from soukets.matchmaking import MatchQueue
+
+LOBBY_ID_BYTES = 16
+"""Lobby channel ids carry this many random bytes (128 bits)."""
+
+
+class Player(Protocol):
+    """
+    What the lobby needs of a client: its id, its display name, and a way to
+    send it frames.
+    """
+
+    client_id: str
+    name: str
+
+    def send(self, data: bytes) -> None:
+        ...
+
+
+def new_lobby_id() -> str:
+    """
+    A fresh, unguessable lobby channel name.
+    """
+    return secrets.token_urlsafe(LOBBY_ID_BYTES)
+
+
+def with_id(payload: dict[str, Any], frame_id: str | int | None) -> dict[str, Any]:
+    """
+    C{payload}, echoing the id of the frame it answers (if it had one).
+    """
+    if frame_id is not None:
+        payload["id"] = frame_id
+    return payload
+
+
+class LobbyState(enum.Enum):
+    """
+    Whether a lobby's game is still going.
+    """
+
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+@implementer(IGameContext)
+@attrs.define(eq=False)
+class Lobby:
+    """
+    One lobby: its channel, its players and its game.  It is the game's
+    L{IGameContext}.
+    """
+
+    channel: str
+    players: tuple[str, ...]
+    settings: GameSettings
+    clock: IReactorTime
+    _service: LobbyService
+    _members: dict[str, Player]
+    game: IGame | None = None
+    state: LobbyState = LobbyState.RUNNING
+
+    def present(self) -> tuple[str, ...]:
+        return tuple(p for p in self.players if p in self._members)
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        if self.state is LobbyState.RUNNING:
+            data = encode_frame(self.channel, payload)
+            for member in self._members.values():
+                member.send(data)
+
+    def end(self, over: GameOver | None) -> None:
+        self._service._end(self, over)
+
+
+class LobbyService(Service):
+    """
+    The main lobby: players queue here and, when C{lobby_size} of them are
+    waiting, are taken in arrival order into a new lobby channel running a
+    new game.  Stopping the service ends every running game.
+    """
+
+    name = "lobby"
+    log = Logger()
+
+    def __init__(
+        self,
+        hub: ChannelHub,
+        game_name: str,
+        game_factory: GameFactory,
+        lobby_size: int,
+        settings: GameSettings,
+        clock: IReactorTime,
+    ) -> None:
+        self._hub = hub
+        self.game_name = game_name
+        self._game_factory = game_factory
+        self._queue: MatchQueue[Player] = MatchQueue(lobby_size)
+        self.settings = settings
+        self._clock = clock
+        self.lobbies: dict[str, Lobby] = {}
+        self._lobby_of: dict[Player, Lobby] = {}
+
+    @property
+    def lobby_size(self) -> int:
+        return self._queue.size
+
+    @property
+    def waiting(self) -> int:
+        """
+        How many players are in the queue.
+        """
+        return len(self._queue)
+
+    def lobby_of(self, player: Player) -> Lobby | None:
+        """
+        The running lobby C{player} plays in, if any.
+        """
+        return self._lobby_of.get(player)
+
+    def enqueue(self, player: Player, frame_id: str | int | None = None) -> None:
+        """
+        Put C{player} in the queue and send it C{queued}; form a lobby if
+        enough players are waiting.
+
+        @raise ProtocolError: C{already_queued} or C{in_game}.
+        """
+        if player in self._lobby_of:
+            raise ProtocolError(
+                IN_GAME,
+                "you are in a running game; you can queue again once it is over",
+            )
+        if player in self._queue:
+            raise ProtocolError(
+                ALREADY_QUEUED,
+                'you are already waiting for a lobby; ;{"type":"unqueue"} '
+                "leaves the queue",
+            )
+        group = self._queue.add(player)
+        payload = {
+            "type": "queued",
+            "waiting": self.lobby_size if group else len(self._queue),
+            "lobby_size": self.lobby_size,
+        }
+        player.send(encode_frame(CONTROL, with_id(payload, frame_id)))
+        if group:
+            self._form(group)
+
+    def dequeue(self, player: Player) -> None:
+        """
+        Take C{player} out of the queue, if it is there.
+        """
+        self._queue.remove(player)
+
+    def receive(self, player: Player, frame: Frame) -> None:
+        """
+        Hand a game frame from C{player} to the game of its lobby.
+
+        @raise ProtocolError: C{not_in_game} unless C{frame} is on the lobby
+            channel of C{player}'s running game, or any error of the game.
+        """
+        lobby = self._lobby_of.get(player)
+        if lobby is None or lobby.channel != frame.channel:
+            if frame.type == "move":
+                raise ProtocolError(
+                    NOT_IN_GAME,
+                    f"{frame.channel} is not the channel of a game you are "
+                    "playing; moves go on the lobby channel named in "
+                    '"matched"',
+                )
+            raise ProtocolError(
+                UNKNOWN_TYPE,
+                f"unknown frame type {frame.type!r} on a channel; use "
+                "subscribe, unsubscribe or publish",
+            )
+        assert lobby.game is not None
+        lobby.game.received(player.client_id, frame)
+
+    def leave(self, player: Player) -> None:
+        """
+        C{player} is gone from the queue and from its game (it disconnected,
+        left its lobby channel or was cut off).  The other players get
+        C{left}, and the game is told.
+        """
+        self._queue.remove(player)
+        lobby = self._lobby_of.pop(player, None)
+        if lobby is None:
+            return
+        self._hub.ban(lobby.channel, player)
+        del lobby._members[player.client_id]
+        lobby.send({"type": "left", "player": player.client_id})
+        assert lobby.game is not None
+        lobby.game.player_left(player.client_id)
+
+    def stopService(self) -> None:
+        """
+        End every running game (C{game_over}, reason C{shutdown}) and empty
+        the queue.
+        """
+        super().stopService()
+        for lobby in list(self.lobbies.values()):
+            assert lobby.game is not None
+            lobby.game.stop(SHUTDOWN)
+            if lobby.state is LobbyState.RUNNING:
+                self._end(lobby, GameOver(SHUTDOWN))
+        self._queue = MatchQueue(self.lobby_size)
+
+    def _form(self, group: tuple[Player, ...]) -> None:
+        channel = new_lobby_id()
+        while self._hub.get(channel) is not None:  # pragma: no cover
+            channel = new_lobby_id()
+        self._hub.open_lobby(channel, group)
+        ids = tuple(player.client_id for player in group)
+        lobby = Lobby(
+            channel,
+            ids,
+            self.settings,
+            self._clock,
+            self,
+            {player.client_id: player for player in group},
+        )
+        self.lobbies[channel] = lobby
+        names = {player.client_id: player.name for player in group}
+        for player in group:
+            self._lobby_of[player] = lobby
+            player.send(
+                encode_frame(
+                    CONTROL,
+                    {
+                        "type": "matched",
+                        "channel": channel,
+                        "players": list(ids),
+                        "you": player.client_id,
+                        "names": names,
+                    },
+                )
+            )
+        self.log.info(
+            "lobby formed: {game} for {players}",
+            game=self.game_name,
+            players=" ".join(ids),
+        )
+        lobby.game = self._game_factory(lobby)
+        lobby.game.start()
+
+    def _end(self, lobby: Lobby, over: GameOver | None) -> None:
+        if lobby.state is LobbyState.CLOSED:
+            return
+        if over is not None:
+            lobby.send(over.to_payload())
+        lobby.send({"type": "closed"})
+        lobby.state = LobbyState.CLOSED
+        self._hub.close(lobby.channel)
+        del self.lobbies[lobby.channel]
+        for player in lobby._members.values():
+            self._lobby_of.pop(player, None)
+        if over is None:
+            self.log.info("lobby closed: {players}", players=" ".join(lobby.players))
+        else:
+            self.log.info(
+                "game over ({reason}): {game} {players}, scores {scores}, "
+                "winners {winners}",
+                reason=over.reason,
+                game=self.game_name,
+                players=" ".join(lobby.players),
+                scores=dict(over.scores),
+                winners=" ".join(over.winners) or "none",
+            )

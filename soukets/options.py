@@ -1,0 +1,194 @@
+"""
+The command line of the soukets daemon (C{twistd soukets --help}).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from soukets.counter import default_counter_file
+from soukets.frames import DEFAULT_MAX_LINE
+from soukets.games import available_games
+from soukets.protocol import DEFAULT_MAX_BUFFER
+
+DEFAULT_LISTEN = "tcp:7777:backlog=511"
+
+
+def _positive_int(name: str, minimum: int = 1):
+    def coerce(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"--{name} takes a whole number, not {value!r}")
+        if number < minimum:
+            raise ValueError(f"--{name} must be at least {minimum}, not {number}")
+        return number
+
+    coerce.coerceDoc = f"A whole number, at least {minimum}."  # type: ignore[attr-defined]
+    return coerce
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--move-timeout takes a number of seconds, not {value!r}")
+    if not 0 < number < float("inf"):
+        raise ValueError(f"--move-timeout must be a positive number, not {value}")
+    return number
+
+
+_seconds.coerceDoc = "Seconds, a positive number."  # type: ignore[attr-defined]
+
+
+class Options(usage.Options):
+    """
+    The options of C{twistd soukets}: a channel server with matchmaking and
+    a game in each lobby.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "soukets: a real-time channel server speaking CHANNEL;JSON lines, "
+        "with a matchmaking queue that puts --taille-lobby players in a lobby "
+        "channel running --game. See README.rst and PROTOCOL.md."
+    )
+
+    optFlags = [
+        [
+            "no-auto-queue",
+            None,
+            "Do not queue new connections; they send queue themselves.",
+        ],
+    ]
+
+    optParameters = [
+        [
+            "taille-lobby",
+            None,
+            2,
+            "Players per lobby, at least 2 (alias: --lobby-size).",
+            _positive_int("taille-lobby", 2),
+        ],
+        [
+            "max-clients",
+            None,
+            1000,
+            "Simultaneous clients on this host, across every soukets "
+            "process sharing --counter-file.",
+            _positive_int("max-clients"),
+        ],
+        [
+            "move-timeout",
+            None,
+            10.0,
+            "Seconds each player has to move in a round.",
+            _seconds,
+        ],
+        ["rounds", None, 1, "Rounds per game.", _positive_int("rounds")],
+        ["game", None, "rps", "The game each lobby runs: rps or chat, or any "
+         "game registered under the soukets.games entry point group."],
+        [
+            "counter-file",
+            None,
+            None,
+            "The file-locked client counter shared by every soukets process "
+            f"on the host [default: {default_counter_file()}].",
+        ],
+        [
+            "max-line",
+            None,
+            DEFAULT_MAX_LINE,
+            "Longest accepted line, in bytes.",
+            _positive_int("max-line", 64),
+        ],
+        [
+            "max-buffer",
+            None,
+            DEFAULT_MAX_BUFFER,
+            "Bytes of unsent output a client may hold before it is "
+            "disconnected as a slow reader.",
+            _positive_int("max-buffer", 1024),
+        ],
+        [
+            "max-subscriptions",
+            None,
+            100,
+            "Channels one connection may subscribe to.",
+            _positive_int("max-subscriptions"),
+        ],
+    ]
+
+    compData = usage.Completions(
+        optActions={"counter-file": usage.CompleteFiles()}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Listen on this Twisted endpoint string; repeatable
+        [default: tcp:7777:backlog=511]. Keep backlog= in your own tcp
+        endpoints: Twisted's default backlog is 50.
+        """
+        self["listen"].append(endpoint)
+
+    def opt_lobby_size(self, value: str) -> None:
+        """
+        Alias for --taille-lobby.
+        """
+        self["taille-lobby"] = _positive_int("lobby-size", 2)(value)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        from twisted.internet import reactor
+
+        for description in self["listen"]:
+            try:
+                endpoints.serverFromString(reactor, description)
+            except Exception as e:
+                raise usage.UsageError(
+                    f"--listen {description!r} is not a usable endpoint: {e}"
+                )
+        games = available_games()
+        if self["game"] not in games:
+            raise usage.UsageError(
+                f"--game {self['game']!r} is not a registered game; "
+                f"choose one of: {', '.join(games)}"
+            )
+        path = Path(self["counter-file"] or default_counter_file())
+        self["counter-file"] = path
+        check_counter_file(path)
+
+
+def check_counter_file(path: Path) -> None:
+    """
+    Make sure the counter file can be used: its directory exists (it is
+    made if missing) and both are writable.
+
+    @raise usage.UsageError: with a one-line reason, if it cannot be used.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise usage.UsageError(
+            f"--counter-file {path}: cannot make its directory: "
+            f"{e.strerror or e}"
+        )
+    if path.is_dir():
+        raise usage.UsageError(f"--counter-file {path} is a directory")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise usage.UsageError(
+            f"--counter-file {path}: its directory is not writable"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise usage.UsageError(
+            f"--counter-file {path} cannot be read and written"
+        )

@@ -1,0 +1,203 @@
+"""
+The thin Twisted layer: a L{SouketsProtocol} per TCP connection, handing
+bytes to its L{Session<soukets.session.Session>}, and the
+L{SouketsFactory} that admits connections through the host's client
+counter.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from soukets.counter import Admission, HostCounterService
+from soukets.frames import CONTROL, SERVER_FULL, ProtocolError, encode_frame
+from soukets.server import Server
+from soukets.session import Session
+
+DEFAULT_MAX_BUFFER = 1024 * 1024
+
+
+class ConnectionState(enum.Enum):
+    """
+    Where a connection is in its life.
+    """
+
+    ADMITTING = "admitting"  # waiting for the host's client counter
+    OPEN = "open"
+    REFUSED = "refused"
+    GONE = "gone"
+
+
+@implementer(IPushProducer)
+class SlowReaderGuard:
+    """
+    Cuts a connection whose peer does not read: registered as the
+    transport's producer, it is paused when the transport's send buffer is
+    full, and counts what is written while paused; past C{limit} bytes, it
+    calls C{cut_off}.
+    """
+
+    def __init__(self, limit: int, cut_off: Any) -> None:
+        self.limit = limit
+        self._cut_off = cut_off
+        self._backlog: int | None = None  # bytes written since the pause
+
+    def wrote(self, size: int) -> None:
+        if self._backlog is not None:
+            self._backlog += size
+            if self._backlog > self.limit:
+                self._backlog = None
+                self._cut_off()
+
+    def pauseProducing(self) -> None:
+        self._backlog = 0
+
+    def resumeProducing(self) -> None:
+        self._backlog = None
+
+    def stopProducing(self) -> None:
+        self._backlog = None
+
+
+class SouketsProtocol(Protocol):
+    """
+    One client connection: waits for admission, then feeds its session.
+    """
+
+    factory: SouketsFactory
+    session: Session | None = None
+    state = ConnectionState.ADMITTING
+    log = Logger()
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        self.closed: Deferred[None] = Deferred()
+        self._guard = SlowReaderGuard(self.factory.max_buffer, self._cut_off)
+        self.transport.registerProducer(self._guard, True)
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
+        # Read nothing until the counter says whether this client may stay.
+        self.transport.pauseProducing()
+        self.factory.counter.admit().addCallback(self._admitted)
+
+    def _admitted(self, admission: Admission) -> None:
+        if self.state is ConnectionState.GONE:
+            if admission is Admission.ADMITTED:
+                self.factory.counter.release()
+            return
+        if admission is not Admission.ADMITTED:
+            self.state = ConnectionState.REFUSED
+            if admission is Admission.FULL:
+                why = (
+                    f"the server is full ({self.factory.counter.max_clients} "
+                    "clients on this host); try again later"
+                )
+            else:
+                why = "the server cannot count its clients now; try again later"
+            error = ProtocolError(SERVER_FULL, why)
+            self.transport.write(encode_frame(CONTROL, error.to_payload()))
+            self.transport.loseConnection()
+            return
+        self.state = ConnectionState.OPEN
+        self.session = self.factory.server.connect(self._write, self._disconnect)
+        self.log.info(
+            "client {client} connected from {peer}",
+            client=self.session.client_id,
+            peer=_address(self.transport.getPeer()),
+        )
+        self.session.start()
+        self.transport.resumeProducing()
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
+        self._guard.wrote(len(data))
+
+    def _disconnect(self) -> None:
+        self.transport.loseConnection()
+
+    def _cut_off(self) -> None:
+        self.log.warn(
+            "client {client} cut off: it read too slowly (over {limit} bytes "
+            "unsent)",
+            client=self.session.client_id if self.session else "?",
+            limit=self.factory.max_buffer,
+        )
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.data_received(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        admitted = self.state is ConnectionState.OPEN
+        self.state = ConnectionState.GONE
+        self.factory.connections.discard(self)
+        if self.session is not None:
+            self.session.connection_lost()
+            self.log.info("client {client} left", client=self.session.client_id)
+        if admitted:
+            self.factory.counter.release()
+        self.closed.callback(None)
+
+
+def _address(address: Any) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    return f"{host}:{port}" if host is not None else str(address)
+
+
+class SouketsFactory(Factory):
+    """
+    Makes a L{SouketsProtocol} per connection, all sharing one
+    L{Server<soukets.server.Server>} and the host's client counter.
+    """
+
+    protocol = SouketsProtocol
+    noisy = False
+
+    def __init__(
+        self,
+        server: Server,
+        counter: HostCounterService,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> None:
+        self.server = server
+        self.counter = counter
+        self.max_buffer = max_buffer
+        self.connections: set[SouketsProtocol] = set()
+
+    def close_all(self, clock: IReactorTime, grace: float) -> Deferred[Any]:
+        """
+        Close every connection: politely, then after C{grace} seconds by
+        aborting those still open.
+
+        @return: a L{Deferred} that fires once all are closed.
+        """
+        connections = list(self.connections)
+        for connection in connections:
+            connection.transport.loseConnection()
+        if not connections:
+            return succeed(None)
+
+        def abort() -> None:
+            for connection in connections:
+                if connection.state is not ConnectionState.GONE:
+                    connection.transport.abortConnection()
+
+        timer = clock.callLater(grace, abort)
+        done = DeferredList([c.closed for c in connections])
+
+        def cancel_timer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return done.addBoth(cancel_timer)

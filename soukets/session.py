@@ -1,0 +1,243 @@
+"""
+One client's session with the server, with no I/O: bytes in, frames
+dispatched to the hub and the lobbies, bytes out.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from soukets.frames import (
+    BAD_JSON,
+    CONTROL,
+    LINE_TOO_LONG,
+    UNKNOWN_TYPE,
+    Frame,
+    LineSplitter,
+    LineTooLong,
+    ProtocolError,
+    decode_line,
+    encode_frame,
+)
+from soukets.lobby import with_id
+
+if TYPE_CHECKING:
+    from soukets.server import Server
+
+PROTOCOL_VERSION = 1
+MAX_NAME = 32
+
+
+class SessionState(enum.Enum):
+    """
+    Whether a session still has a connection.
+    """
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@attrs.define(eq=False)
+class Session:
+    """
+    One connected client: it reads the client's lines, answers control
+    frames, and hands channel frames to the hub and game frames to the
+    lobby.  What it sends goes to C{output}; C{disconnect} drops the
+    connection.
+    """
+
+    client_id: str
+    server: Server
+    output: Callable[[bytes], None]
+    disconnect: Callable[[], None]
+    name: str = ""
+    state: SessionState = SessionState.OPEN
+    _splitter: LineSplitter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._splitter = LineSplitter(self.server.settings.max_line)
+        self.name = self.name or self.client_id
+
+    # Output
+
+    def send(self, data: bytes) -> None:
+        """
+        Send the bytes of whole frames to the client (if still connected).
+        """
+        if self.state is SessionState.OPEN:
+            self.output(data)
+
+    def reply(
+        self, channel: str, payload: dict[str, Any], frame: Frame | None = None
+    ) -> None:
+        """
+        Send C{payload} on C{channel}, echoing the id of C{frame}.
+        """
+        self.send(encode_frame(channel, with_id(payload, frame and frame.id)))
+
+    def send_error(self, error: ProtocolError) -> None:
+        """
+        Tell the client about C{error}, on the channel it names.
+        """
+        self.send(encode_frame(error.channel, error.to_payload()))
+
+    # Input
+
+    def start(self) -> None:
+        """
+        The connection is admitted: welcome the client and, unless the server
+        says otherwise, queue it.
+        """
+        settings = self.server.settings
+        self.reply(
+            CONTROL,
+            {
+                "type": "welcome",
+                "protocol": PROTOCOL_VERSION,
+                "client": self.client_id,
+                "lobby_size": settings.lobby_size,
+                "move_timeout": float(settings.move_timeout),
+                "game": settings.game,
+            },
+        )
+        if settings.auto_queue:
+            self.server.lobbies.enqueue(self)
+
+    def data_received(self, data: bytes) -> None:
+        """
+        Bytes arrived from the client.
+        """
+        for line in self._splitter.feed(data):
+            if self.state is not SessionState.OPEN:
+                return
+            if isinstance(line, LineTooLong):
+                self.send_error(
+                    ProtocolError(
+                        LINE_TOO_LONG,
+                        f"lines are limited to {self._splitter.max_line} "
+                        f"bytes; this one had {line.length} and was "
+                        "discarded",
+                    )
+                )
+            else:
+                self.line_received(line)
+
+    def line_received(self, line: bytes) -> None:
+        """
+        One whole line arrived from the client.
+        """
+        frame = decode_line(line)
+        if frame is None:
+            return
+        if isinstance(frame, ProtocolError):
+            self.send_error(frame)
+            return
+        try:
+            if frame.channel == CONTROL:
+                self._control(frame)
+            else:
+                self._on_channel(frame)
+        except ProtocolError as error:
+            self.send_error(attrs.evolve(error, channel=frame.channel, id=frame.id))
+
+    def connection_lost(self) -> None:
+        """
+        The connection is gone: leave the queue, the game and every channel.
+        """
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.server.forget(self)
+
+    # Control channel
+
+    def _control(self, frame: Frame) -> None:
+        handler = _CONTROL_HANDLERS.get(frame.type)
+        if handler is None:
+            raise ProtocolError(
+                UNKNOWN_TYPE,
+                f"unknown control frame type {frame.type!r}; the control "
+                "channel takes ping, pong, hello, queue, unqueue and stats",
+            )
+        handler(self, frame)
+
+    def _ping(self, frame: Frame) -> None:
+        self.reply(CONTROL, {"type": "pong"}, frame)
+
+    def _pong(self, frame: Frame) -> None:
+        pass  # any line is a sign of life; nothing to answer
+
+    def _hello(self, frame: Frame) -> None:
+        name = frame.body.get("name")
+        if not (
+            isinstance(name, str)
+            and 1 <= len(name) <= MAX_NAME
+            and name.isprintable()
+        ):
+            raise ProtocolError(
+                BAD_JSON,
+                f"a name is 1 to {MAX_NAME} printable characters, "
+                'for example ;{"type":"hello","name":"alice"}',
+            )
+        self.name = name
+        self.reply(CONTROL, {"type": "hello", "name": name}, frame)
+
+    def _queue(self, frame: Frame) -> None:
+        self.server.lobbies.enqueue(self, frame.id)
+
+    def _unqueue(self, frame: Frame) -> None:
+        self.server.lobbies.dequeue(self)
+        self.reply(CONTROL, {"type": "unqueued"}, frame)
+
+    def _stats(self, frame: Frame) -> None:
+        d: Deferred[dict[str, Any]] = self.server.stats()
+        d.addCallback(
+            lambda stats: self.reply(CONTROL, {"type": "stats", **stats}, frame)
+        )
+
+    # Named channels
+
+    def _on_channel(self, frame: Frame) -> None:
+        hub = self.server.hub
+        channel = frame.channel
+        if frame.type == "subscribe":
+            self.server.check_subscription_limit(self, channel)
+            members = hub.subscribe(channel, self)
+            self.reply(channel, {"type": "subscribed", "members": members}, frame)
+        elif frame.type == "unsubscribe":
+            lobby = self.server.lobbies.lobby_of(self)
+            if lobby is not None and lobby.channel == channel:
+                self.server.lobbies.leave(self)
+            else:
+                hub.unsubscribe(channel, self)
+            self.reply(channel, {"type": "unsubscribed"}, frame)
+        elif frame.type == "publish":
+            if "data" not in frame.body:
+                raise ProtocolError(
+                    BAD_JSON,
+                    'a publish carries its message in "data", for example '
+                    f'{channel};{{"type":"publish","data":"hello"}}',
+                )
+            receivers = hub.publish(channel, self, frame.body["data"])
+            if frame.id is not None:
+                self.reply(
+                    channel,
+                    {"type": "published", "receivers": receivers},
+                    frame,
+                )
+        else:
+            self.server.lobbies.receive(self, frame)
+
+
+_CONTROL_HANDLERS: dict[str, Callable[[Session, Frame], None]] = {
+    "ping": Session._ping,
+    "pong": Session._pong,
+    "hello": Session._hello,
+    "queue": Session._queue,
+    "unqueue": Session._unqueue,
+    "stats": Session._stats,
+}

@@ -1,0 +1,104 @@
+"""
+Helpers shared by the tests: sans-IO clients that record what they are
+sent, and a server wired to a L{task.Clock}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+
+from soukets.server import Server, ServerSettings
+from soukets.session import Session
+
+
+def parse(data: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """
+    Split server output into (channel, JSON object) pairs, checking that
+    every frame is one compact JSON line.
+    """
+    frames = []
+    for line in data.decode("utf-8").splitlines():
+        channel, _, document = line.partition(";")
+        body = json.loads(document)
+        assert json.dumps(body, separators=(",", ":"), ensure_ascii=False) == document
+        frames.append((channel, body))
+    return frames
+
+
+@attrs.define(eq=False)
+class Recorder:
+    """
+    Something that is sent frames (a hub subscriber, a lobby player).
+    """
+
+    client_id: str
+    name: str = ""
+    received: bytearray = attrs.field(factory=bytearray)
+
+    def send(self, data: bytes) -> None:
+        self.received += data
+
+    def frames(self) -> list[tuple[str, dict[str, Any]]]:
+        """
+        Every frame received since the last call.
+        """
+        frames = parse(bytes(self.received))
+        del self.received[:]
+        return frames
+
+
+def synchronous(f: Any) -> Deferred[Any]:
+    """
+    Run a blocking function at once: a counter runner for tests.
+    """
+    return maybeDeferred(f)
+
+
+@attrs.define
+class Harness:
+    """
+    A server on a L{Clock}, with sessions whose output is recorded.
+    """
+
+    settings: ServerSettings = attrs.field(factory=ServerSettings)
+    clock: Clock = attrs.field(factory=Clock)
+    server: Server = attrs.field(init=False)
+    outputs: dict[str, bytearray] = attrs.field(factory=dict)
+    disconnected: list[str] = attrs.field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.server = Server(self.settings, self.clock)
+
+    def connect(self, start: bool = True) -> Session:
+        output = bytearray()
+        holder: list[Session] = []
+        session = self.server.connect(
+            output.extend, lambda: self.disconnected.append(holder[0].client_id)
+        )
+        holder.append(session)
+        self.outputs[session.client_id] = output
+        if start:
+            session.start()
+        return session
+
+    def frames(self, session: Session) -> list[tuple[str, dict[str, Any]]]:
+        """
+        Every frame C{session} was sent since the last call.
+        """
+        output = self.outputs[session.client_id]
+        frames = parse(bytes(output))
+        del output[:]
+        return frames
+
+    def send(self, session: Session, line: str) -> list[tuple[str, dict[str, Any]]]:
+        """
+        C{session} sends C{line}; return what it was sent back.
+        """
+        self.frames(session)
+        session.data_received(line.encode("utf-8") + b"\r\n")
+        return self.frames(session)

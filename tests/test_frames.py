@@ -1,0 +1,164 @@
+"""
+Tests for L{soukets.frames}: splitting lines, decoding frames into frames or
+errors, encoding server frames.
+"""
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from soukets import frames
+from soukets.frames import (
+    Frame,
+    LineSplitter,
+    LineTooLong,
+    ProtocolError,
+    decode_line,
+    encode_frame,
+    is_channel_name,
+)
+
+
+class LineSplitterTests(SynchronousTestCase):
+    def test_lines_and_endings(self) -> None:
+        """
+        Lines end in LF or CRLF; the ending is not part of the line, and a
+        line may arrive in pieces.
+        """
+        splitter = LineSplitter()
+        self.assertEqual(list(splitter.feed(b"a;1\nb;2\r\nc")), [b"a;1", b"b;2"])
+        self.assertEqual(list(splitter.feed(b";3\r")), [])
+        self.assertEqual(list(splitter.feed(b"\n")), [b"c;3"])
+
+    def test_exactly_max_line(self) -> None:
+        """
+        A line of exactly C{max_line} bytes is accepted, even when its CR
+        and LF arrive separately.
+        """
+        splitter = LineSplitter(max_line=4)
+        self.assertEqual(list(splitter.feed(b"abcd\r")), [])
+        self.assertEqual(list(splitter.feed(b"\nabcd\n")), [b"abcd", b"abcd"])
+
+    def test_too_long_discarded_once(self) -> None:
+        """
+        A line over C{max_line} bytes is reported once, with its length, and
+        dropped up to its newline; what follows is read normally.
+        """
+        splitter = LineSplitter(max_line=4)
+        self.assertEqual(list(splitter.feed(b"abcde")), [])
+        self.assertEqual(list(splitter.feed(b"fgh" * 100)), [])
+        self.assertEqual(splitter.pending, 0)
+        self.assertEqual(
+            list(splitter.feed(b"ij\nok\n")), [LineTooLong(307), b"ok"]
+        )
+
+    def test_too_long_in_one_piece(self) -> None:
+        """
+        An over-long line that arrives whole, with its newline, is reported.
+        """
+        splitter = LineSplitter(max_line=4)
+        self.assertEqual(
+            list(splitter.feed(b"abcdef\r\nab\n")), [LineTooLong(6), b"ab"]
+        )
+
+    def test_memory_bounded(self) -> None:
+        """
+        The splitter never holds more than C{max_line} (+1 for a CR) bytes.
+        """
+        splitter = LineSplitter(max_line=100)
+        for _ in range(1000):
+            list(splitter.feed(b"x" * 77))
+            self.assertLessEqual(splitter.pending, 101)
+
+
+class DecodeLineTests(SynchronousTestCase):
+    def assertError(self, line: bytes, code: str, channel: str = "") -> ProtocolError:
+        error = decode_line(line)
+        self.assertIsInstance(error, ProtocolError)
+        assert isinstance(error, ProtocolError)
+        self.assertEqual((error.code, error.channel), (code, channel))
+        self.assertTrue(error.message)
+        return error
+
+    def test_control_frame(self) -> None:
+        self.assertEqual(
+            decode_line(b';{"type":"ping","id":7}'),
+            Frame("", "ping", {"type": "ping", "id": 7}, 7),
+        )
+
+    def test_split_at_first_semicolon(self) -> None:
+        """
+        The channel ends at the first C{;}; later ones belong to the JSON.
+        """
+        frame = decode_line(b'room;{"type":"publish","data":"a;b"}')
+        assert isinstance(frame, Frame)
+        self.assertEqual((frame.channel, frame.body["data"]), ("room", "a;b"))
+
+    def test_empty_lines_ignored(self) -> None:
+        for line in (b"", b"   ", b"\t"):
+            self.assertIsNone(decode_line(line))
+
+    def test_bad_frame_no_semicolon(self) -> None:
+        error = self.assertError(b"hello", frames.BAD_FRAME)
+        self.assertIn(';{"type":"ping"}', error.message)
+
+    def test_bad_frame_not_utf8(self) -> None:
+        self.assertError(b'\xff\xfb\x01;{"type":"ping"}', frames.BAD_FRAME)
+
+    def test_bad_channel(self) -> None:
+        """
+        A bad channel name is reported on the control channel.
+        """
+        for name in (b"a b", b"x" * 65, b"caf\xc3\xa9", b"a/b"):
+            self.assertError(name + b';{"type":"subscribe"}', frames.BAD_CHANNEL)
+
+    def test_channel_names(self) -> None:
+        self.assertTrue(is_channel_name("Az09_.:-"))
+        self.assertTrue(is_channel_name("x" * 64))
+        self.assertFalse(is_channel_name(""))
+        self.assertFalse(is_channel_name("x\n"))
+
+    def test_bad_json(self) -> None:
+        """
+        Unparseable JSON, JSON that is not an object, NaN, and nesting too
+        deep are C{bad_json} on the channel the frame named.
+        """
+        for document in (b"{", b"[1]", b'"s"', b"NaN", b'{"a":Infinity}', b"[" * 100_000):
+            self.assertError(b"room;" + document, frames.BAD_JSON, "room")
+
+    def test_huge_number(self) -> None:
+        self.assertError(b';{"type":"x","n":' + b"9" * 5000 + b"}", frames.BAD_JSON)
+
+    def test_missing_type(self) -> None:
+        error = self.assertError(b'room;{"id":"a"}', frames.BAD_JSON, "room")
+        self.assertEqual(error.id, "a")
+        self.assertError(b';{"type":3}', frames.BAD_JSON)
+
+    def test_bad_id(self) -> None:
+        for value in (b"1.5", b"true", b"[1]", b"{}"):
+            error = self.assertError(b';{"type":"ping","id":' + value + b"}", frames.BAD_JSON)
+            self.assertIsNone(error.id)
+
+    def test_error_payload(self) -> None:
+        self.assertEqual(
+            ProtocolError("bad_json", "m", "room", 3).to_payload(),
+            {"type": "error", "code": "bad_json", "message": "m", "id": 3},
+        )
+        self.assertNotIn("id", ProtocolError("bad_json", "m").to_payload())
+
+
+class EncodeFrameTests(SynchronousTestCase):
+    def test_compact(self) -> None:
+        self.assertEqual(
+            encode_frame("", {"type": "pong", "id": "x"}),
+            b';{"type":"pong","id":"x"}\n',
+        )
+
+    def test_utf8_and_newlines(self) -> None:
+        """
+        Text is sent as UTF-8; newlines inside strings are escaped, so a
+        frame is always one line.
+        """
+        data = encode_frame("r", {"data": "é\nx\u2028"})
+        self.assertEqual(data.count(b"\n"), 1)
+        self.assertEqual(json.loads(data[2:].decode("utf-8")), {"data": "é\nx\u2028"})

@@ -1,0 +1,272 @@
+"""
+Tests for L{soukets.games.rps}: the rules, and rounds driven by a
+L{task.Clock}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from soukets.frames import ALREADY_MOVED, INVALID_MOVE, UNKNOWN_TYPE, Frame, ProtocolError
+from soukets.games.base import GameOver, GameSettings, IGame, IGameContext
+from soukets.games.rps import Phase, RockPaperScissors, game_winners, judge
+
+
+class JudgeTests(SynchronousTestCase):
+    def test_two_players(self) -> None:
+        self.assertEqual(judge({"a": "rock", "b": "scissors"}), ("a",))
+        self.assertEqual(judge({"a": "rock", "b": "paper"}), ("b",))
+        self.assertEqual(judge({"a": "scissors", "b": "paper"}), ("a",))
+        self.assertEqual(judge({"a": "rock", "b": "rock"}), ())
+
+    def test_absent_player_loses(self) -> None:
+        """
+        In a 1v1, a player who moved beats one who did not; nobody moving
+        means nobody wins.
+        """
+        self.assertEqual(judge({"a": None, "b": "paper"}), ("b",))
+        self.assertEqual(judge({"a": None, "b": None}), ())
+
+    def test_three_players_two_shapes(self) -> None:
+        self.assertEqual(judge({"a": "rock", "b": "rock", "c": "scissors"}), ("a", "b"))
+        self.assertEqual(judge({"a": "rock", "b": "paper", "c": "rock"}), ("b",))
+
+    def test_three_shapes_is_a_draw(self) -> None:
+        self.assertEqual(judge({"a": "rock", "b": "paper", "c": "scissors"}), ())
+
+    def test_three_shapes_beat_the_absent(self) -> None:
+        moves = {"a": "rock", "b": "paper", "c": "scissors", "d": None}
+        self.assertEqual(judge(moves), ("a", "b", "c"))
+
+    def test_one_shape_beats_the_absent(self) -> None:
+        self.assertEqual(judge({"a": "rock", "b": "rock", "c": None}), ("a", "b"))
+        self.assertEqual(judge({"a": "rock", "b": "rock", "c": "rock"}), ())
+
+    def test_two_shapes_with_absent(self) -> None:
+        """
+        With exactly two shapes, only the winning shape wins, absent or not.
+        """
+        self.assertEqual(judge({"a": "rock", "b": "paper", "c": None}), ("b",))
+
+    def test_game_winners(self) -> None:
+        self.assertEqual(game_winners({"a": 2, "b": 2, "c": 1}, ["a", "b", "c"]), ("a", "b"))
+        self.assertEqual(game_winners({"a": 2, "b": 1}, ["b"]), ("b",))
+        self.assertEqual(game_winners({"a": 0, "b": 0}, ["a", "b"]), ())
+
+
+@implementer(IGameContext)
+@attrs.define
+class FakeLobby:
+    """
+    A lobby that records what the game sends.
+    """
+
+    players: tuple[str, ...]
+    settings: GameSettings
+    clock: Clock = attrs.field(factory=Clock)
+    channel: str = "L"
+    sent: list[dict[str, Any]] = attrs.field(factory=list)
+    ended: list[GameOver | None] = attrs.field(factory=list)
+    gone: set[str] = attrs.field(factory=set)
+
+    def present(self) -> tuple[str, ...]:
+        return tuple(p for p in self.players if p not in self.gone)
+
+    def send(self, payload: Mapping[str, Any]) -> None:
+        self.sent.append(dict(payload))
+
+    def end(self, over: GameOver | None) -> None:
+        self.ended.append(over)
+
+    def take(self) -> list[dict[str, Any]]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def move(shape: Any) -> Frame:
+    return Frame("L", "move", {"type": "move", "move": shape})
+
+
+class RockPaperScissorsTests(SynchronousTestCase):
+    def start(self, players: str = "ab", timeout: float = 10.0, rounds: int = 1):
+        self.lobby = FakeLobby(tuple(players), GameSettings(timeout, rounds))
+        self.game = RockPaperScissors(self.lobby)
+        verifyObject(IGameContext, self.lobby)
+        verifyObject(IGame, self.game)
+        self.game.start()
+
+    def test_round_announced(self) -> None:
+        self.start()
+        self.assertEqual(self.lobby.take(), [{"type": "round", "round": 1, "timeout": 10.0}])
+
+    def test_result_when_last_move_arrives(self) -> None:
+        """
+        The result goes out as soon as every player has moved, before the
+        timeout; nobody learns a move before then.
+        """
+        self.start()
+        self.lobby.take()
+        self.game.received("a", move("rock"))
+        self.assertEqual(self.lobby.take(), [{"type": "moved", "player": "a"}])
+        self.lobby.clock.advance(3)
+        self.game.received("b", move("scissors"))
+        self.assertEqual(
+            self.lobby.take(),
+            [
+                {"type": "moved", "player": "b"},
+                {
+                    "type": "result",
+                    "round": 1,
+                    "moves": {"a": "rock", "b": "scissors"},
+                    "winners": ["a"],
+                    "timed_out": [],
+                },
+            ],
+        )
+        self.assertEqual(self.lobby.ended, [GameOver("completed", {"a": 1, "b": 0}, ("a",))])
+        self.assertEqual(self.lobby.clock.getDelayedCalls(), [])
+        self.assertIs(self.game.phase, Phase.OVER)
+
+    def test_result_at_exactly_the_timeout(self) -> None:
+        self.start(timeout=10.0)
+        self.game.received("a", move("paper"))
+        self.lobby.take()
+        self.lobby.clock.advance(9.999)
+        self.assertEqual(self.lobby.take(), [])
+        self.lobby.clock.advance(0.001)
+        self.assertEqual(
+            self.lobby.take(),
+            [
+                {
+                    "type": "result",
+                    "round": 1,
+                    "moves": {"a": "paper", "b": None},
+                    "winners": ["a"],
+                    "timed_out": ["b"],
+                }
+            ],
+        )
+        self.assertEqual(self.lobby.ended[0].winners, ("a",))
+
+    def test_nobody_moves(self) -> None:
+        self.start(timeout=2)
+        self.lobby.take()
+        self.lobby.clock.advance(2)
+        [result] = self.lobby.take()
+        self.assertEqual((result["winners"], result["timed_out"]), ([], ["a", "b"]))
+        self.assertEqual(self.lobby.ended, [GameOver("completed", {"a": 0, "b": 0}, ())])
+
+    def test_several_rounds(self) -> None:
+        """
+        Each round is announced after the previous result, with its own
+        timer; scores add up over the rounds.
+        """
+        self.start(rounds=3, timeout=5)
+        for shapes in (("rock", "paper"), ("rock", "scissors"), ("paper", "rock")):
+            self.game.received("a", move(shapes[0]))
+            self.game.received("b", move(shapes[1]))
+        sent = self.lobby.take()
+        self.assertEqual([p["round"] for p in sent if p["type"] == "round"], [1, 2, 3])
+        self.assertEqual(self.lobby.ended, [GameOver("completed", {"a": 2, "b": 1}, ("a",))])
+        self.assertEqual(self.lobby.clock.getDelayedCalls(), [])
+
+    def test_timer_restarts_each_round(self) -> None:
+        self.start(rounds=2, timeout=5)
+        self.lobby.clock.advance(4)
+        self.game.received("a", move("rock"))
+        self.game.received("b", move("rock"))
+        self.lobby.take()
+        self.lobby.clock.advance(4.5)
+        self.assertEqual(self.lobby.take(), [])
+        self.lobby.clock.advance(0.5)
+        self.assertEqual(self.lobby.take()[0]["timed_out"], ["a", "b"])
+
+    def test_bad_moves(self) -> None:
+        self.start()
+        for bad in ("lizard", None, 3, "Rock"):
+            error = self.assertRaises(ProtocolError, self.game.received, "a", move(bad))
+            self.assertEqual(error.code, INVALID_MOVE)
+        self.game.received("a", move("rock"))
+        error = self.assertRaises(ProtocolError, self.game.received, "a", move("paper"))
+        self.assertEqual(error.code, ALREADY_MOVED)
+        error = self.assertRaises(
+            ProtocolError, self.game.received, "a", Frame("L", "dance", {"type": "dance"})
+        )
+        self.assertEqual(error.code, UNKNOWN_TYPE)
+
+    def test_three_players(self) -> None:
+        self.start(players="abc")
+        for player, shape in zip("abc", ("rock", "rock", "scissors")):
+            self.game.received(player, move(shape))
+        result = [p for p in self.lobby.take() if p["type"] == "result"][0]
+        self.assertEqual(result["winners"], ["a", "b"])
+        self.assertEqual(self.lobby.ended[0].winners, ("a", "b"))
+
+    def leave(self, player: str) -> None:
+        self.lobby.gone.add(player)
+        self.game.player_left(player)
+
+    def test_leave_one_v_one(self) -> None:
+        """
+        When fewer than two remain, the game ends at once, the remaining
+        player winning.
+        """
+        self.start()
+        self.lobby.take()
+        self.leave("a")
+        self.assertEqual(self.lobby.take(), [])
+        self.assertEqual(self.lobby.ended, [GameOver("player_left", {"a": 0, "b": 0}, ("b",))])
+        self.assertEqual(self.lobby.clock.getDelayedCalls(), [])
+
+    def test_leave_after_moving(self) -> None:
+        """
+        A player who leaves after moving counts as timed out from then on.
+        """
+        self.start(players="abc")
+        self.game.received("a", move("rock"))
+        self.game.received("b", move("scissors"))
+        self.lobby.take()
+        self.leave("a")
+        self.assertEqual(self.lobby.take(), [])  # c has not moved yet
+        self.game.received("c", move("paper"))
+        result = self.lobby.take()[-1]
+        self.assertEqual(result["moves"], {"a": None, "b": "scissors", "c": "paper"})
+        self.assertEqual(result["timed_out"], ["a"])
+        self.assertEqual(result["winners"], ["b"])
+        self.assertEqual(self.lobby.ended[0].winners, ("b",))
+
+    def test_leave_completes_round(self) -> None:
+        """
+        If every remaining player has moved when one leaves, the round ends.
+        """
+        self.start(players="abc", rounds=2)
+        self.game.received("a", move("rock"))
+        self.game.received("b", move("rock"))
+        self.lobby.take()
+        self.leave("c")
+        sent = self.lobby.take()
+        self.assertEqual(sent[0]["timed_out"], ["c"])
+        self.assertEqual(sent[0]["winners"], ["a", "b"])
+        self.assertEqual(sent[1], {"type": "round", "round": 2, "timeout": 10.0})
+
+    def test_leave_then_time_out(self) -> None:
+        self.start(players="abc")
+        self.leave("c")
+        self.lobby.take()
+        self.lobby.clock.advance(10)
+        self.assertEqual(self.lobby.take()[0]["timed_out"], ["a", "b", "c"])
+
+    def test_stop(self) -> None:
+        self.start()
+        self.game.stop("shutdown")
+        self.assertEqual(self.lobby.ended, [GameOver("shutdown", {"a": 0, "b": 0}, ())])
+        self.assertEqual(self.lobby.clock.getDelayedCalls(), [])
+        self.game.stop("shutdown")
+        self.game.player_left("a")
+        self.assertEqual(len(self.lobby.ended), 1)

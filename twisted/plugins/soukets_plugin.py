@@ -1,0 +1,32 @@
+"""
+The twistd dropin: C{twistd soukets [options]} runs the soukets daemon.
+"""
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+
+@implementer(IServiceMaker, IPlugin)
+class SouketsServiceMaker:
+    """
+    Makes the soukets daemon's service from its command line.  Imports are
+    deferred so that listing twistd's plugins stays cheap.
+    """
+
+    tapname = "soukets"
+    description = "A real-time channel server with matchmaking and games."
+
+    @property
+    def options(self):
+        from soukets.options import Options
+
+        return Options
+
+    def makeService(self, options):
+        from soukets.service import make_service
+
+        return make_service(options)
+
+
+soukets = SouketsServiceMaker()
