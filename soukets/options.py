@@ -143,7 +143,10 @@ class Options(usage.Options):
         """
         Alias for --taille-lobby.
         """
-        self["taille-lobby"] = _positive_int("lobby-size", 2)(value)
+        try:
+            self["taille-lobby"] = _positive_int("lobby-size", 2)(value)
+        except ValueError as e:
+            raise usage.UsageError(str(e))
 
     def postOptions(self) -> None:
         if not self["listen"]:

@@ -5,6 +5,7 @@ the listening endpoints, started and stopped in the right order.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from twisted.application import strports
@@ -50,6 +51,20 @@ class SouketsService(MultiService):
         self.factory = factory
         self.clock = clock
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        for listener in self:
+            # Twisted keeps the port it is listening on in this Deferred.
+            listener._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        address = port.getHost()
+        host = getattr(address, "host", address)
+        self.log.info(
+            "listening on {host}:{port}", host=host, port=getattr(address, "port", "")
+        )
+        return port
+
     def startService(self) -> None:
         self.counter.startService()
         self.server.lobbies.startService()
@@ -79,6 +94,10 @@ class SouketsService(MultiService):
         self.server.say_goodbye(SHUTDOWN)
         await self.factory.close_all(self.clock, SHUTDOWN_GRACE)
         await self.counter.stopService()
+        # twistd re-raises the signal that stopped it once the reactor is
+        # done; a shutdown that went cleanly exits 0 instead.
+        if getattr(self.clock, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
+            self.clock._exitSignal = None  # type: ignore[attr-defined]
 
 
 def make_service(options: Options, reactor: Any = None) -> SouketsService:

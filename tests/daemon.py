@@ -1,0 +1,191 @@
+"""
+Real soukets daemons in subprocesses, and clients talking to them over real
+loopback sockets the way telnet does (CRLF lines), for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+TIMEOUT = 20.0
+
+
+def environment() -> dict[str, str]:
+    """
+    The environment for a daemon: the checkout's code first on the path.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(CHECKOUT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Daemon:
+    """
+    A soukets daemon on a free loopback port, started with C{args}.  Its
+    output is collected in L{output}.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        *args: str,
+        counter_file: str | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        os.makedirs(workdir, exist_ok=True)
+        self.counter_file = counter_file or os.path.join(workdir, "clients.json")
+        if command is None:
+            command = [sys.executable, "-m", "soukets"]
+        self.argv = [
+            *command,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--counter-file",
+            self.counter_file,
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=environment(),
+        )
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        found = self.wait_for(r"listening on 127\.0\.0\.1:(\d+)")
+        self.port = int(found.group(1))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            with self._seen:
+                self.lines.append(raw.decode("utf-8", "replace"))
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._seen:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        """
+        Wait until a line of the daemon's output matches C{pattern}.
+        """
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        with self._seen:
+            checked = 0
+            while True:
+                for line in self.lines[checked:]:
+                    found = regex.search(line)
+                    if found:
+                        return found
+                checked = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
+                    raise AssertionError(
+                        f"{pattern!r} not seen in the daemon's output:\n"
+                        + "".join(self.lines)
+                    )
+                self._seen.wait(min(remaining, 0.5))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = TIMEOUT) -> int:
+        """
+        Send C{sig}; return the exit code once the process has ended.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._reader.join(5)
+
+    def client(self) -> Client:
+        return Client(self.port)
+
+
+class Client:
+    """
+    A line-oriented client on a real socket, with bounded waits.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.buffer = b""
+
+    def send(self, line: str) -> None:
+        self.sock.sendall(line.encode("utf-8") + b"\r\n")
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self, timeout: float = TIMEOUT) -> tuple[str, dict[str, Any]]:
+        """
+        The next frame, as (channel, JSON object).
+        """
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no frame within {timeout} s; have {self.buffer!r}")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed by the server; have {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        channel, _, document = line.decode("utf-8").partition(";")
+        return channel, json.loads(document)
+
+    def expect(self, *types: str) -> list[tuple[str, dict[str, Any]]]:
+        """
+        Read frames of exactly these types, in this order.
+        """
+        frames = [self.read() for _ in types]
+        got = tuple(body["type"] for _, body in frames)
+        if got != types:
+            raise AssertionError(f"expected {types}, got {frames}")
+        return frames
+
+    def closed(self, timeout: float = TIMEOUT) -> bool:
+        """
+        Whether the server closes the connection (after any frames left).
+        """
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self) -> None:
+        self.sock.close()

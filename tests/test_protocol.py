@@ -1,0 +1,180 @@
+"""
+Tests for L{soukets.protocol}: admission through the host counter, slow
+readers, and the wiring to a session, over in-memory transports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from soukets.counter import HostCounterService
+from soukets.protocol import ConnectionState, SouketsFactory, SouketsProtocol
+from soukets.server import Server, ServerSettings
+
+from tests.support import parse, synchronous
+
+
+class KeepAliveTransport(StringTransport):
+    keepalive = False
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        self.keepalive = enabled
+
+
+class ProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.make(ServerSettings(max_clients=2))
+
+    def make(self, settings: ServerSettings, run: Any = synchronous, max_buffer: int = 4096) -> None:
+        path = Path(self.mktemp()) / "clients.json"
+        self.counter = HostCounterService(path, settings.max_clients, run=run)
+        self.counter.startService()
+        self.addCleanup(self.counter.stopService)
+        self.server = Server(settings, self.clock, host_clients=self.counter.host_clients)
+        self.factory = SouketsFactory(self.server, self.counter, max_buffer=max_buffer)
+
+    def connect(self) -> tuple[SouketsProtocol, KeepAliveTransport]:
+        protocol = self.factory.buildProtocol(None)
+        transport = KeepAliveTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def lose(self, protocol: SouketsProtocol) -> None:
+        protocol.connectionLost(Failure(ConnectionError("gone")))
+
+    def frames(self, transport: StringTransport) -> list[tuple[str, dict[str, Any]]]:
+        frames = parse(transport.value())
+        transport.clear()
+        return frames
+
+    def test_welcome_and_queue(self) -> None:
+        protocol, transport = self.connect()
+        self.assertEqual(
+            [body["type"] for _, body in self.frames(transport)], ["welcome", "queued"]
+        )
+        self.assertEqual(transport.producerState, "producing")
+        self.assertTrue(transport.keepalive)
+        protocol.dataReceived(b';{"type":"ping"}\r\n')
+        self.assertEqual(self.frames(transport), [("", {"type": "pong"})])
+
+    def test_reads_nothing_until_admitted(self) -> None:
+        """
+        The transport is paused while the counter decides; the client is
+        welcomed once it has.
+        """
+        pending: list[Deferred[Any]] = []
+
+        def later(f: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            d.addCallback(lambda _: f())
+            pending.append(d)
+            return d
+
+        self.make(ServerSettings(), run=later)
+        protocol, transport = self.connect()
+        self.assertEqual((transport.producerState, transport.value()), ("paused", b""))
+        self.assertIs(protocol.state, ConnectionState.ADMITTING)
+        pending[-1].callback(None)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(self.frames(transport)[0][1]["type"], "welcome")
+
+    def test_gone_before_admitted(self) -> None:
+        """
+        A connection lost while waiting for the counter gives its place back.
+        """
+        pending: list[Deferred[Any]] = []
+
+        def later(f: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            d.addCallback(lambda _: f())
+            pending.append(d)
+            return d
+
+        self.make(ServerSettings(), run=later)
+        protocol, transport = self.connect()
+        self.lose(protocol)
+        pending[-1].callback(None)  # admitted...
+        pending[-1].callback(None)  # ...and released
+        self.assertEqual(self.counter._file.clients, 0)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_server_full(self) -> None:
+        self.connect(), self.connect()
+        protocol, transport = self.connect()
+        [(channel, error)] = self.frames(transport)
+        self.assertEqual((channel, error["type"], error["code"]), ("", "error", "server_full"))
+        self.assertIn("2 clients", error["message"])
+        self.assertTrue(transport.disconnecting)
+        self.lose(protocol)
+        self.assertEqual(self.counter._file.clients, 2)
+
+    def test_place_given_back(self) -> None:
+        first, _ = self.connect()
+        self.connect()
+        self.lose(first)
+        protocol, transport = self.connect()
+        self.assertIs(protocol.state, ConnectionState.OPEN)
+        self.assertEqual(self.counter._file.clients, 2)
+
+    def test_counter_unavailable(self) -> None:
+        """
+        When the counter file cannot be used, clients are refused with
+        server_full, saying why, and the server keeps running.
+        """
+        def broken(f: Any) -> Deferred[Any]:
+            from soukets.counter import CounterError
+
+            def fail() -> None:
+                raise CounterError("disk on fire")
+
+            return synchronous(fail)
+
+        self.counter._run = broken
+        protocol, transport = self.connect()
+        [(_, error)] = self.frames(transport)
+        self.assertEqual(error["code"], "server_full")
+        self.assertIn("cannot count", error["message"])
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_slow_reader_cut_off(self) -> None:
+        """
+        A client whose transport stays full past C{max_buffer} bytes is cut
+        off and leaves its game; the other player is told.
+        """
+        a, ta = self.connect()
+        b, tb = self.connect()
+        channel = self.frames(ta)[2][1]["channel"]
+        self.frames(tb)
+        ta.producer.pauseProducing()  # the kernel buffer is full: a stops reading
+        line = (channel + ';{"type":"publish","data":"' + "x" * 500 + '"}\r\n').encode()
+        for _ in range(20):
+            b.dataReceived(line)
+            if ta.disconnected:
+                break
+        self.assertTrue(ta.disconnected)  # aborted
+        self.lose(a)
+        self.assertEqual(
+            [body["type"] for _, body in self.frames(tb)], ["left", "game_over", "closed"]
+        )
+
+    def test_resumed_reader_not_cut_off(self) -> None:
+        """
+        Only what is written while the transport stays full counts: a
+        reader that catches up in time is never cut off.
+        """
+        a, ta = self.connect()
+        self.connect()
+        for _ in range(10):
+            ta.producer.pauseProducing()
+            a.dataReceived(b';{"type":"ping"}\n' * 200)  # 3,200 bytes of pongs
+            ta.producer.resumeProducing()
+        self.assertEqual(len(ta.value()) > 4096 * 5, True)
+        self.assertFalse(ta.disconnected)
