@@ -51,17 +51,12 @@ class SouketsService(MultiService):
         self.factory = factory
         self.clock = clock
 
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        for listener in self:
-            # Twisted keeps the port it is listening on in this Deferred.
-            listener._waitingForPort.addCallback(self._listening)
-
     def _listening(self, port: Any) -> Any:
         address = port.getHost()
-        host = getattr(address, "host", address)
         self.log.info(
-            "listening on {host}:{port}", host=host, port=getattr(address, "port", "")
+            "listening on {host}:{port}",
+            host=getattr(address, "host", address),
+            port=getattr(address, "port", ""),
         )
         return port
 
@@ -69,6 +64,10 @@ class SouketsService(MultiService):
         self.counter.startService()
         self.server.lobbies.startService()
         super().startService()
+        for listener in self:
+            # Twisted keeps the port each listener listens on in this
+            # Deferred; it has fired by now, since TCP listens at once.
+            listener._waitingForPort.addCallback(self._listening)
         settings = self.server.settings
         self.log.info(
             "soukets running {game} in lobbies of {size}, at most "

@@ -47,7 +47,9 @@ class Daemon:
         command: list[str] | None = None,
     ) -> None:
         os.makedirs(workdir, exist_ok=True)
-        self.counter_file = counter_file or os.path.join(workdir, "clients.json")
+        self.counter_file = os.path.abspath(
+            counter_file or os.path.join(workdir, "clients.json")
+        )
         if command is None:
             command = [sys.executable, "-m", "soukets"]
         self.argv = [
