@@ -107,7 +107,12 @@ class SouketsProtocol(Protocol):
             self.transport.loseConnection()
             return
         self.state = ConnectionState.OPEN
-        self.session = self.factory.server.connect(self._write, self._disconnect)
+        self.session = self.factory.server.connect(
+            self._write,
+            self._disconnect,
+            self.transport.pauseProducing,
+            self.transport.resumeProducing,
+        )
         self.log.info(
             "client {client} connected from {peer}",
             client=self.session.client_id,

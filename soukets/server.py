@@ -85,13 +85,19 @@ class Server:
         )
 
     def connect(
-        self, output: Callable[[bytes], None], disconnect: Callable[[], None]
+        self,
+        output: Callable[[bytes], None],
+        disconnect: Callable[[], None],
+        pause_reading: Callable[[], None] = lambda: None,
+        resume_reading: Callable[[], None] = lambda: None,
     ) -> Session:
         """
         A client was admitted: make its session (not started yet).
         """
         client_id = f"{self._prefix}-{next(self._ids)}"
-        session = Session(client_id, self, output, disconnect)
+        session = Session(
+            client_id, self, output, disconnect, pause_reading, resume_reading
+        )
         self.sessions[client_id] = session
         return session
 

@@ -6,6 +6,7 @@ dispatched to the hub and the lobbies, bytes out.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
@@ -54,9 +55,15 @@ class Session:
     server: Server
     output: Callable[[bytes], None]
     disconnect: Callable[[], None]
+    pause_reading: Callable[[], None] = lambda: None
+    resume_reading: Callable[[], None] = lambda: None
     name: str = ""
     state: SessionState = SessionState.OPEN
     _splitter: LineSplitter = attrs.field(init=False)
+    # Lines read but not handled yet: they wait while an earlier frame's
+    # answer is on its way, so that answers keep the order of the frames.
+    _held: deque[bytes | LineTooLong] = attrs.field(factory=deque)
+    _answering: Deferred[None] | None = None
 
     def __attrs_post_init__(self) -> None:
         self._splitter = LineSplitter(self.server.settings.max_line)
@@ -111,9 +118,16 @@ class Session:
         """
         Bytes arrived from the client.
         """
-        for line in self._splitter.feed(data):
-            if self.state is not SessionState.OPEN:
-                return
+        self._held.extend(self._splitter.feed(data))
+        self._handle_held()
+
+    def _handle_held(self) -> None:
+        while (
+            self._held
+            and self._answering is None
+            and self.state is SessionState.OPEN
+        ):
+            line = self._held.popleft()
             if isinstance(line, LineTooLong):
                 self.send_error(
                     ProtocolError(
@@ -151,6 +165,7 @@ class Session:
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
+        self._held.clear()
         self.server.forget(self)
 
     # Control channel
@@ -194,10 +209,20 @@ class Session:
         self.reply(CONTROL, {"type": "unqueued"}, frame)
 
     def _stats(self, frame: Frame) -> None:
-        d: Deferred[dict[str, Any]] = self.server.stats()
-        d.addCallback(
+        d = self.server.stats().addCallback(
             lambda stats: self.reply(CONTROL, {"type": "stats", **stats}, frame)
         )
+        if not d.called:
+            # The host's count is being read: hold the frames that follow
+            # (and read no more) until it is answered.
+            self._answering = d
+            self.pause_reading()
+            d.addBoth(self._answered)
+
+    def _answered(self, result: object) -> None:
+        self._answering = None
+        self.resume_reading()
+        self._handle_held()
 
     # Named channels
 

@@ -5,12 +5,13 @@ protocol as a client sees it, with no sockets and a L{task.Clock}.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.server import ServerSettings
 from soukets.session import Session
 
-from tests.support import Harness
+from tests.support import Harness, parse
 
 
 class ControlChannelTests(SynchronousTestCase):
@@ -103,6 +104,35 @@ class ControlChannelTests(SynchronousTestCase):
                 )
             ],
         )
+
+    def test_stats_answered_in_order(self) -> None:
+        """
+        While the host's count is read, later frames wait (and the
+        connection reads nothing more), so that answers keep the frames'
+        order.
+        """
+        reading: list[Deferred[int]] = []
+
+        def host_clients(server: object) -> Deferred[int]:
+            reading.append(Deferred())
+            return reading[-1]
+
+        flow = []
+        h = Harness(ServerSettings(auto_queue=False))
+        h.server.host_clients = host_clients
+        session = h.server.connect(
+            bytearray().extend, lambda: None,
+            lambda: flow.append("pause"), lambda: flow.append("resume"),
+        )
+        output = bytearray()
+        session.output = output.extend
+        session.data_received(b';{"type":"stats"}\n;{"type":"ping"}\n')
+        self.assertEqual((output, flow), (bytearray(), ["pause"]))
+        reading[0].callback(7)
+        frames = parse(bytes(output))
+        self.assertEqual([body["type"] for _, body in frames], ["stats", "pong"])
+        self.assertEqual(frames[0][1]["host_clients"], 7)
+        self.assertEqual(flow, ["pause", "resume"])
 
     def test_unknown_type(self) -> None:
         [(channel, error)] = self.h.send(self.alice, ';{"type":"dance","id":9}')
