@@ -1,0 +1,181 @@
+"""
+The client program: a L{PlayerView} between a face on the terminal and a
+connection to a server (over TCP, or in-process for C{--local}).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.protocols.basic import LineOnlyReceiver
+
+from soukets.client.model import PlayerView, Quit, Send, Stage
+from soukets.frames import encode_frame
+
+
+class Face(Protocol):
+    """
+    What the app needs of the terminal side.
+    """
+
+    def show(self, text: str) -> None: ...
+
+    def restore(self) -> None: ...
+
+    def redraw(self) -> None: ...
+
+    def close(self) -> None:
+        """
+        Flush what is left to print, then close; call the app's
+        L{ClientApp.face_closed} once done.
+        """
+
+
+class ClientApp:
+    """
+    Runs one client session: frames from the server go through the model to
+    the face; lines typed go through the model to the server.  L{done}
+    fires with the exit code: 0 when the person quits, 1 when the
+    connection is lost.
+    """
+
+    def __init__(self, clock: IReactorTime, view: PlayerView, raw: bool = False) -> None:
+        self.clock = clock
+        self.view = view
+        self.raw = raw
+        self.face: Face | None = None
+        # Until connected, what is to be sent waits here.
+        self._unsent: list[bytes] = []
+        self.send_bytes: Callable[[bytes], None] = self._unsent.append
+        self.disconnect: Callable[[], None] = lambda: None
+        self.done: Deferred[int] = Deferred()
+        self._leaving_after_game = False
+        self._exit_code: int | None = None
+
+    def attach(
+        self, send_bytes: Callable[[bytes], None], disconnect: Callable[[], None]
+    ) -> None:
+        """
+        The connection to the server is up: send through C{send_bytes}
+        (starting with anything typed before), leave with C{disconnect}.
+        """
+        self.send_bytes = send_bytes
+        self.disconnect = disconnect
+        for data in self._unsent:
+            send_bytes(data)
+        self._unsent.clear()
+
+    def show(self, text: str) -> None:
+        if self.face is not None:
+            self.face.show(text)
+
+    def line_received(self, line: bytes) -> None:
+        """
+        One line from the server.
+        """
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        if self.raw:
+            self.show(text)
+        channel, _, document = text.partition(";")
+        try:
+            body = json.loads(document)
+        except ValueError:
+            self.show(f"(unreadable frame from the server: {text[:80]!r})")
+            return
+        if not isinstance(body, dict):
+            return
+        self._send(self.view.received(channel, body))
+        if self.face is not None:
+            self.face.redraw()
+        if self._leaving_after_game and self.view.stage is Stage.ASKING:
+            self.finish(0)
+
+    def typed(self, line: str) -> None:
+        """
+        One line the person typed.
+        """
+        if self._exit_code is not None:
+            return
+        outcome = self.view.typed(line)
+        if isinstance(outcome, Quit):
+            self.finish(0)
+        else:
+            self._send(outcome)
+
+    def _send(self, sends: list[Send]) -> None:
+        for send in sends:
+            self.send_bytes(encode_frame(send.channel, send.payload))
+
+    def input_ended(self) -> None:
+        """
+        Standard input is closed: leave now, or once the coming or current
+        game is over if the client is connecting, queued or playing.
+        """
+        if self.view.stage in (Stage.CONNECTING, Stage.QUEUED, Stage.PLAYING, Stage.MOVING):
+            self._leaving_after_game = True
+        else:
+            self.finish(0)
+
+    def connection_lost(self, reason: Any = None) -> None:
+        if self._exit_code is None:
+            self.show("connection lost")
+            self.finish(1)
+
+    def finish(self, code: int) -> None:
+        """
+        End the session with exit code C{code}: leave the server, then let
+        the face print what it still holds before L{done} fires.
+        """
+        if self._exit_code is not None:
+            return
+        self._exit_code = code
+        self.disconnect()
+        if self.face is None:
+            self.face_closed()
+        else:
+            self.face.restore()
+            self.face.close()
+            # Never wait long on a terminal that does not take output.
+            self.clock.callLater(2.0, self.face_closed)
+
+    def face_closed(self) -> None:
+        """
+        The face has printed everything and closed.
+        """
+        if self._exit_code is not None and not self.done.called:
+            self.done.callback(self._exit_code)
+
+
+class ServerConnection(LineOnlyReceiver):
+    """
+    The TCP connection to a soukets server, handing each line to the app.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 16 * 1024 * 1024
+
+    def __init__(self, app: ClientApp) -> None:
+        self.app = app
+
+    def connectionMade(self) -> None:
+        self.app.attach(self.transport.write, self.transport.loseConnection)
+
+    def lineReceived(self, line: bytes) -> None:
+        self.app.line_received(line)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.app.connection_lost(reason)
+
+
+def frames_of(data: bytes) -> list[tuple[str, Mapping[str, Any]]]:
+    """
+    Split bytes of server frames into (channel, JSON object) pairs.
+    """
+    frames = []
+    for line in data.decode("utf-8").splitlines():
+        channel, _, document = line.partition(";")
+        frames.append((channel, json.loads(document)))
+    return frames

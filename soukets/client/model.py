@@ -1,0 +1,419 @@
+"""
+What the terminal client knows and says, with no I/O: server frames in,
+sentences for a person out; typed commands in, frames to send out.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import json
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from soukets.frames import CONTROL, is_channel_name
+from soukets.games.rps import SHAPES
+
+MOVE_KEYS = {shape[0]: shape for shape in SHAPES} | {shape: shape for shape in SHAPES}
+
+HELP = """\
+commands:
+  r, p, s (or rock, paper, scissors)   play, when a round asks for your move
+  any other text                        say it to the other players of your lobby
+  /queue, /unqueue                      join or leave the matchmaking queue
+  /sub CHANNEL, /unsub CHANNEL          subscribe to or unsubscribe from a channel
+  /pub CHANNEL TEXT                     publish TEXT on CHANNEL
+  /ping                                 measure the round trip to the server
+  /stats                                the server's figures
+  /help                                 this text
+  /quit (or Ctrl-D, Ctrl-C)             leave"""
+
+
+class Stage(enum.Enum):
+    """
+    Where the player is, as the client sees it.
+    """
+
+    CONNECTING = "connecting"
+    IDLE = "idle"  # connected, not queued, not playing
+    QUEUED = "queued"
+    PLAYING = "playing"  # in a lobby, between rounds or after moving
+    MOVING = "moving"  # a round waits for this player's move
+    ASKING = "asking"  # game over: play again?
+
+
+@attrs.frozen
+class Send:
+    """
+    A frame the client should send.
+    """
+
+    channel: str
+    payload: Mapping[str, Any]
+
+
+@attrs.frozen
+class Quit:
+    """
+    The person asked to leave.
+    """
+
+
+def join_names(names: Sequence[str]) -> str:
+    """
+    C{a}, C{a and b}, C{a, b and c}.
+    """
+    names = list(names)
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def describe(data: Any) -> str:
+    """
+    Published data as text: strings as they are, anything else as JSON.
+    """
+    if isinstance(data, str):
+        return data
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+@attrs.define
+class PlayerView:
+    """
+    The client's model of its session: it reads server frames and says what
+    happened, in words, through C{say}; it turns what the person types into
+    frames to send.  C{clock} gives the time for countdowns and ping
+    round-trips.
+    """
+
+    clock: IReactorTime
+    say: Callable[[str], None]
+    name: str | None = None
+    server: str = "soukets"
+    stage: Stage = Stage.CONNECTING
+    me: str = ""
+    lobby_size: int = 2
+    names: dict[str, str] = attrs.field(factory=dict)
+    lobby: str | None = None
+    players: tuple[str, ...] = ()
+    round: int = 0
+    deadline: float | None = None
+    my_move: str | None = None
+    moved: set[str] = attrs.field(factory=set)
+    subscriptions: set[str] = attrs.field(factory=set)
+    greeted: bool = False
+    hold_moves: bool = False
+    """Keep moves typed before a round asks for them, for the next rounds
+    (for scripts, which cannot wait for the question)."""
+    _held_moves: list[str] = attrs.field(factory=list)
+    _pings: dict[str, float] = attrs.field(factory=dict)
+    _next_id: int = 0
+
+    # What the server says
+
+    def received(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        """
+        Take one server frame; return any frames to send in answer.
+        """
+        kind = body.get("type")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            return []
+        return handler(channel, body) or []
+
+    def _on_welcome(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        self.me = body["client"]
+        self.lobby_size = body.get("lobby_size", 2)
+        self.stage = Stage.IDLE
+        self.names[self.me] = self.name or self.me
+        sends = []
+        if self.name:
+            sends.append(Send(CONTROL, {"type": "hello", "name": self.name}))
+        # The server queues new clients unless told not to: ask anyway, and
+        # ignore the "already queued" this gets when it did.
+        sends.append(Send(CONTROL, {"type": "queue", "id": "auto-queue"}))
+        return sends
+
+    def _on_queued(self, channel: str, body: Mapping[str, Any]) -> None:
+        missing = body["lobby_size"] - body["waiting"]
+        waiting = (
+            f"waiting for {missing} more player{'s' if missing != 1 else ''}…"
+            if missing > 0
+            else "a lobby is forming…"
+        )
+        if not self.greeted:
+            self.greeted = True
+            self.say(f"connected to {self.server} as {self.names[self.me]} — {waiting}")
+        else:
+            self.say(f"queued — {waiting}")
+        self.stage = Stage.QUEUED
+
+    def _on_unqueued(self, channel: str, body: Mapping[str, Any]) -> None:
+        if self.stage is Stage.QUEUED:
+            self.stage = Stage.IDLE
+        self.say("you left the queue")
+
+    def _on_matched(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        self.lobby = body["channel"]
+        self.players = tuple(body["players"])
+        for player, name in body.get("names", {}).items():
+            if player != self.me:
+                self.names.setdefault(player, name)
+        self.stage = Stage.PLAYING
+        others = [self.who(p) for p in self.players if p != self.me]
+        self.say(f"matched in lobby {self.lobby[:4]}… with {join_names(others)}")
+        if self.name:
+            # Tell the others our name (they may have been matched before
+            # our hello reached the server).
+            return [Send(self.lobby, {"type": "publish", "data": {"name": self.name}})]
+        return []
+
+    def _on_round(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        self.round = body["round"]
+        self.deadline = self.clock.seconds() + body["timeout"]
+        self.my_move = None
+        self.moved = set()
+        self.stage = Stage.MOVING
+        self.say(
+            f"round {self.round} — your move [r]ock [p]aper [s]cissors — "
+            f"{self.seconds_left()} s"
+        )
+        if self._held_moves:
+            return self._move(self._held_moves.pop(0))
+        return []
+
+    def _move(self, shape: str) -> list[Send]:
+        assert self.lobby is not None
+        self.my_move = shape
+        return [Send(self.lobby, {"type": "move", "move": shape})]
+
+    def _on_moved(self, channel: str, body: Mapping[str, Any]) -> None:
+        player = body["player"]
+        self.moved.add(player)
+        if player == self.me:
+            waiting = [self.who(p) for p in self.players if p not in self.moved]
+            if waiting:
+                self.say(
+                    f"you played {self.my_move}, waiting for "
+                    f"{join_names(waiting)}… ({self.seconds_left()} s left)"
+                )
+        else:
+            self.say(f"{self.who(player)} has played")
+
+    def _on_result(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.deadline = None
+        if self.stage is Stage.MOVING:
+            self.stage = Stage.PLAYING
+        moves: dict[str, str | None] = body["moves"]
+        if moves.get(self.me) is None:
+            self.say("you did not play in time")
+        self.say(f"round {body['round']}: {self.round_sentence(moves, body['winners'])}")
+
+    def round_sentence(self, moves: Mapping[str, str | None], winners: Sequence[str]) -> str:
+        """
+        One round's outcome, from this player's point of view.
+        """
+        others = []
+        for player, move in moves.items():
+            if player != self.me:
+                did = f"played {move}" if move else "did not play"
+                others.append(f"{self.who(player)} {did}")
+        if self.me in winners:
+            also = [self.who(p) for p in winners if p != self.me]
+            outcome = "you win" + (f" (with {join_names(also)})" if also else "")
+        elif winners:
+            names = [self.who(p) for p in winners]
+            outcome = f"{join_names(names)} win{'s' if len(names) == 1 else ''}"
+            if len(moves) == 2:
+                outcome = "you lose"
+        elif all(moves.values()):
+            outcome = "draw" if len(moves) == 2 else "nobody wins"
+        else:
+            outcome = "nobody wins"
+        return f"{join_names(others)} — {outcome}"
+
+    def _on_game_over(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.deadline = None
+        scores = body["scores"]
+        winners = body["winners"]
+        reason = body["reason"]
+        table = ", ".join(f"{self.names.get(p, p)} {s}" for p, s in scores.items())
+        if reason == "shutdown":
+            self.say("game over — the server is shutting down")
+            self.stage = Stage.IDLE
+            return
+        if self.me in winners:
+            verdict = "you won" if len(winners) == 1 else "you tied for first"
+        elif winners:
+            verdict = f"{join_names([self.who(p) for p in winners])} won"
+        else:
+            verdict = "nobody won"
+        if reason == "player_left":
+            verdict = "the others left; " + verdict
+        self.say(f"game over — {verdict}: {table}. Play again? [y/n]")
+        self.stage = Stage.ASKING
+
+    def _on_closed(self, channel: str, body: Mapping[str, Any]) -> None:
+        if channel == self.lobby:
+            self.lobby = None
+            if self.stage in (Stage.PLAYING, Stage.MOVING):
+                self.stage = Stage.IDLE
+                self.say("the lobby closed")
+
+    def _on_left(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"{self.who(body['player'])} left the game")
+
+    def _on_message(self, channel: str, body: Mapping[str, Any]) -> None:
+        sender = body.get("from", "?")
+        data = body.get("data")
+        if channel == self.lobby and isinstance(data, dict) and set(data) == {"name"}:
+            if isinstance(data["name"], str) and sender in self.players:
+                old = self.who(sender)
+                self.names[sender] = data["name"]
+                if old != data["name"]:
+                    self.say(f"({old} is {data['name']})")
+                return
+        where = "lobby" if channel == self.lobby else channel
+        self.say(f"[{where}] {self.who(sender)}: {describe(data)}")
+
+    def _on_subscribed(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.subscriptions.add(channel)
+        members = body.get("members")
+        self.say(f"subscribed to {channel} ({members} member{'s' if members != 1 else ''})")
+
+    def _on_unsubscribed(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.subscriptions.discard(channel)
+        self.say(f"unsubscribed from {channel}")
+
+    def _on_published(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"published on {channel} to {body['receivers']} receiver(s)")
+
+    def _on_pong(self, channel: str, body: Mapping[str, Any]) -> None:
+        sent = self._pings.pop(str(body.get("id")), None)
+        if sent is not None:
+            self.say(f"pong in {(self.clock.seconds() - sent) * 1000:.1f} ms")
+
+    def _on_ping(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        return [Send(CONTROL, {"type": "pong"})]
+
+    def _on_hello(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.names[self.me] = body["name"]
+
+    def _on_stats(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(
+            f"server: {body['clients']} clients here, {body['host_clients']} on "
+            f"the host (max {body['max_clients']}), {body['queued']} queued, "
+            f"{body['lobbies']} lobbies, {body['channels']} channels"
+        )
+
+    def _on_bye(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"the server is going away ({body.get('reason', 'no reason given')})")
+
+    def _on_error(self, channel: str, body: Mapping[str, Any]) -> None:
+        if body.get("id") == "auto-queue" and body.get("code") in ("already_queued", "in_game"):
+            return
+        where = f" on {channel}" if channel and channel != self.lobby else ""
+        self.say(f"error{where}: {body.get('message', body.get('code'))}")
+
+    # What the person types
+
+    def typed(self, line: str) -> list[Send] | Quit:
+        """
+        Take one line the person typed; return the frames to send, or
+        L{Quit}.
+        """
+        text = line.strip()
+        if not text:
+            return []
+        if text.startswith("/"):
+            return self._command(text)
+        word = text.lower()
+        if self.stage is Stage.ASKING and word in ("y", "yes", "n", "no"):
+            if word.startswith("n"):
+                return Quit()
+            self.stage = Stage.IDLE
+            return [Send(CONTROL, {"type": "queue"})]
+        if word in MOVE_KEYS:
+            if self.stage is Stage.MOVING and self.my_move is None:
+                return self._move(MOVE_KEYS[word])
+            if self.stage is Stage.MOVING:
+                self.say(f"you already played {self.my_move} this round")
+                return []
+            if self.hold_moves:
+                self._held_moves.append(MOVE_KEYS[word])
+                return []
+        if self.lobby is not None:
+            return [Send(self.lobby, {"type": "publish", "data": text})]
+        self.say("you are not in a lobby; type /help for the commands")
+        return []
+
+    def _command(self, text: str) -> list[Send] | Quit:
+        command, _, rest = text.partition(" ")
+        rest = rest.strip()
+        if command in ("/quit", "/exit"):
+            return Quit()
+        if command == "/help":
+            self.say(HELP)
+            return []
+        if command == "/queue":
+            return [Send(CONTROL, {"type": "queue"})]
+        if command == "/unqueue":
+            return [Send(CONTROL, {"type": "unqueue"})]
+        if command == "/stats":
+            return [Send(CONTROL, {"type": "stats"})]
+        if command == "/ping":
+            self._next_id += 1
+            ping_id = f"ping-{self._next_id}"
+            self._pings[ping_id] = self.clock.seconds()
+            return [Send(CONTROL, {"type": "ping", "id": ping_id})]
+        if command in ("/sub", "/unsub", "/pub"):
+            channel, _, message = rest.partition(" ")
+            if not is_channel_name(channel) or (message and command != "/pub"):
+                self.say(f"usage: {command} CHANNEL{' TEXT' if command == '/pub' else ''} "
+                         "(a channel name is 1-64 of A-Z a-z 0-9 _ . : -)")
+                return []
+            if command == "/sub":
+                return [Send(channel, {"type": "subscribe"})]
+            if command == "/unsub":
+                return [Send(channel, {"type": "unsubscribe"})]
+            return [Send(channel, {"type": "publish", "data": message})]
+        self.say(f"unknown command {command}; type /help")
+        return []
+
+    # For the screen
+
+    def seconds_left(self) -> int:
+        """
+        Whole seconds left in the round (rounded up), or 0.
+        """
+        if self.deadline is None:
+            return 0
+        left = round(self.deadline - self.clock.seconds(), 3)
+        return max(0, math.ceil(left))
+
+    def status(self) -> str:
+        """
+        A short line for the prompt: what the player is waiting for.
+        """
+        if self.stage is Stage.MOVING and self.my_move is None:
+            return f"round {self.round}, {self.seconds_left()} s — r/p/s"
+        if self.stage is Stage.MOVING:
+            return f"round {self.round}, {self.seconds_left()} s — waiting"
+        if self.stage is Stage.QUEUED:
+            return "queued"
+        if self.stage is Stage.ASKING:
+            return "play again? y/n"
+        if self.stage is Stage.PLAYING:
+            return "in lobby"
+        return ""
+
+    def who(self, player: str) -> str:
+        """
+        A player's display name.
+        """
+        if player == self.me:
+            return "you"
+        return self.names.get(player, player)

@@ -1,0 +1,190 @@
+"""
+End-to-end tests of the terminal client: real client processes (in script
+mode, and on a real pseudo-terminal) against a real daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import Daemon, environment
+
+TIMEOUT = 20.0
+
+
+def client_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "soukets.client", *args]
+
+
+class ScriptClient:
+    """
+    A client process in --script mode; its output is read line by line.
+    """
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            client_command("--script", *args),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=environment(),
+        )
+        self.lines: list[str] = []
+
+    def type(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, pattern: str) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.5)
+            if ready:
+                raw = self.process.stdout.readline()
+                if not raw:
+                    break
+                line = raw.decode().rstrip("\n")
+                self.lines.append(line)
+                if re.search(pattern, line):
+                    return line
+        raise AssertionError(f"{pattern!r} not printed; got {self.lines}")
+
+    def finish(self) -> tuple[int, list[str]]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if select.select([self.process.stdout], [], [], 0.5)[0]:
+                raw = self.process.stdout.readline()
+                if not raw:
+                    break
+                self.lines.append(raw.decode().rstrip("\n"))
+        return self.process.wait(TIMEOUT), self.lines
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class ScriptModeTests(SynchronousTestCase):
+    def start_client(self, *args: str) -> ScriptClient:
+        client = ScriptClient(*args)
+        self.addCleanup(client.kill)
+        return client
+
+    def test_two_clients_play(self) -> None:
+        daemon = Daemon(self.mktemp())
+        self.addCleanup(daemon.stop)
+        address = f"127.0.0.1:{daemon.port}"
+        alice = self.start_client(address, "--name", "alice")
+        alice.wait_for("waiting for 1 more player")
+        bob = self.start_client("--name", "bob", address)
+        alice.type("r")
+        bob.type("scissors")
+        code, lines = alice.finish()
+        self.assertEqual(code, 0, lines)
+        self.assertIn("round 1: bob played scissors — you win", lines)
+        self.assertIn("game over — you won: alice 1, bob 0. Play again? [y/n]", lines)
+        code, lines = bob.finish()
+        self.assertEqual(code, 0, lines)
+        self.assertIn("matched in lobby", lines[1])
+        self.assertIn("round 1: alice played rock — you lose", lines)
+
+    def test_channels(self) -> None:
+        daemon = Daemon(self.mktemp(), "--no-auto-queue")
+        self.addCleanup(daemon.stop)
+        address = f"127.0.0.1:{daemon.port}"
+        listener = self.start_client(address)
+        listener.type("/unqueue")
+        listener.wait_for("you left the queue")
+        listener.type("/sub news")
+        listener.wait_for(r"subscribed to news \(1 member\)")
+        talker = self.start_client(address, "--json")
+        talker.type("/unqueue")
+        talker.wait_for('^;{"type":"unqueued"}$')
+        talker.type("/pub news extra extra")
+        listener.wait_for(r"^\[news\] \S+: extra extra$")
+        talker.type("/ping")
+        talker.wait_for(r"^pong in \d+\.\d ms$")
+        talker.type("/quit")
+        self.assertEqual(talker.finish()[0], 0)
+
+    def test_connection_lost(self) -> None:
+        daemon = Daemon(self.mktemp())
+        client = self.start_client(f"127.0.0.1:{daemon.port}")
+        client.wait_for("waiting for 1 more player")
+        daemon.stop(signal.SIGTERM)
+        client.wait_for("the server is going away")
+        self.assertEqual(client.process.wait(TIMEOUT), 1)
+        self.assertIn("connection lost", client.finish()[1])
+
+    def test_cannot_connect(self) -> None:
+        daemon = Daemon(self.mktemp())
+        port = daemon.port
+        daemon.stop()
+        client = self.start_client(f"127.0.0.1:{port}")
+        code, lines = client.finish()
+        self.assertEqual(code, 1)
+        self.assertIn(f"cannot connect to 127.0.0.1:{port}", lines[0])
+
+    def test_local(self) -> None:
+        client = self.start_client("--local", "--name", "alice", "--move-timeout", "2")
+        client.type("p")
+        code, lines = client.finish()
+        self.assertEqual(code, 0, lines)
+        self.assertRegex(lines[-2], r"^round 1: computer played \w+ — (you win|you lose|draw)$")
+        self.assertTrue(lines[-1].startswith("game over — "))
+
+
+class PseudoTerminalTests(SynchronousTestCase):
+    """
+    The interactive client on a real pseudo-terminal, as a person uses it.
+    """
+
+    def test_type_a_move(self) -> None:
+        daemon = Daemon(self.mktemp())
+        self.addCleanup(daemon.stop)
+        address = f"127.0.0.1:{daemon.port}"
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the client, on the terminal
+            os.execve(sys.executable, client_command(address, "--name", "alice"), environment())
+        self.addCleanup(os.close, fd)
+        screen = b""
+
+        def read_until(pattern: bytes) -> None:
+            nonlocal screen
+            deadline = time.monotonic() + TIMEOUT
+            while not re.search(pattern, screen):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{pattern!r} not on screen: {screen!r}")
+                if select.select([fd], [], [], 0.5)[0]:
+                    try:
+                        screen += os.read(fd, 4096)
+                    except OSError:
+                        break
+
+        read_until(rb"waiting for 1 more player")
+        opponent = ScriptClient(address, "--name", "bob")
+        self.addCleanup(opponent.kill)
+        read_until(rb"\[round 1, \d+ s \xe2\x80\x94 r/p/s\] > ")
+        os.write(fd, b"pa")
+        read_until(rb"> pa$")  # what is typed shows at the prompt
+        os.write(fd, b"per\r")
+        opponent.type("rock")
+        read_until(rb"round 1: bob played rock \xe2\x80\x94 you win")
+        read_until(rb"Play again\? \[y/n\]")
+        os.write(fd, b"\x03")  # Ctrl-C
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        opponent.finish()
