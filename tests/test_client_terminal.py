@@ -109,3 +109,18 @@ class ScriptUITests(SynchronousTestCase):
         self.assertEqual(typed, ["r", "/ping"])
         self.assertEqual(ended, [True])
         self.assertEqual(transport.value().decode(), "round 1: bob played rock — draw\n")
+
+
+class TerminalUIRestoreTests(SynchronousTestCase):
+    def test_no_prompt_after_restore(self) -> None:
+        """
+        Once the client is leaving, the prompt is not drawn again.
+        """
+        clock = Clock()
+        ui: TerminalUI
+        ui = TerminalUI(clock, lambda line: ui.restore(), lambda: None, lambda: "x")
+        transport = StringTransport()
+        ui.makeConnection(transport)
+        transport.clear()
+        ui.dataReceived(b"n\r")
+        self.assertEqual(transport.value().decode(), CLEAR_LINE + "[x] > n\r\n" + CLEAR_LINE)

@@ -154,11 +154,14 @@ class TerminalUI(Protocol):
             self.terminal.leave()
 
     def prompt(self) -> str:
+        if not self._ticker.running:  # restored: no more prompt
+            return ""
         status = self._status()
         return (f"[{status}] " if status else "") + "> " + self.editor.buffer
 
     def redraw(self) -> None:
-        self.transport.write((CLEAR_LINE + self.prompt()).encode("utf-8"))
+        if self._ticker.running:
+            self.transport.write((CLEAR_LINE + self.prompt()).encode("utf-8"))
 
     def show(self, text: str) -> None:
         """
