@@ -52,7 +52,7 @@ class Channel:
         Hand C{data} to every member but C{exclude}; return how many got it.
         """
         receivers = 0
-        for member in self.members:
+        for member in tuple(self.members):
             if member is not exclude:
                 member.send(data)
                 receivers += 1

@@ -72,22 +72,65 @@ class LobbyState(enum.Enum):
     CLOSED = "closed"
 
 
+@implementer(IReactorTime)
+@attrs.frozen
+class _SteppedClock:
+    """
+    The clock a game is given: timers it sets run as steps of its lobby.
+    """
+
+    clock: IReactorTime
+    lobby: Lobby
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def callLater(self, delay: float, f: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.clock.callLater(delay, self.lobby.step, f, *args, **kwargs)
+
+    def getDelayedCalls(self) -> Any:
+        return self.clock.getDelayedCalls()
+
+
 @implementer(IGameContext)
 @attrs.define(eq=False)
 class Lobby:
     """
     One lobby: its channel, its players and its game.  It is the game's
     L{IGameContext}.
+
+    The game is only ever called in a L{step}: a player leaving while the
+    game is busy (its connection dropped as a frame was sent to it, say) is
+    told to the game once the step is over, never in the middle of it.
     """
 
     channel: str
     players: tuple[str, ...]
     settings: GameSettings
-    clock: IReactorTime
+    _clock: IReactorTime
     _service: LobbyService
     _members: dict[str, Player]
     game: IGame | None = None
     state: LobbyState = LobbyState.RUNNING
+    _depth: int = 0  # how many steps are running (steps may nest)
+    _departures: list[Player] = attrs.field(factory=list)
+
+    @property
+    def clock(self) -> IReactorTime:
+        return _SteppedClock(self._clock, self)
+
+    def step(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        """
+        Run C{f}, a call into the game; then handle the departures that
+        happened meanwhile.
+        """
+        self._depth += 1
+        try:
+            f(*args, **kwargs)
+        finally:
+            self._depth -= 1
+        while self._depth == 0 and self._departures:
+            self._service._depart(self, self._departures.pop(0))
 
     def present(self) -> tuple[str, ...]:
         return tuple(p for p in self.players if p in self._members)
@@ -95,7 +138,7 @@ class Lobby:
     def send(self, payload: Mapping[str, Any]) -> None:
         if self.state is LobbyState.RUNNING:
             data = encode_frame(self.channel, payload)
-            for member in self._members.values():
+            for member in tuple(self._members.values()):
                 member.send(data)
 
     def end(self, over: GameOver | None) -> None:
@@ -203,7 +246,7 @@ class LobbyService(Service):
                 "subscribe, unsubscribe or publish",
             )
         assert lobby.game is not None
-        lobby.game.received(player.client_id, frame)
+        lobby.step(lobby.game.received, player.client_id, frame)
 
     def leave(self, player: Player) -> None:
         """
@@ -212,14 +255,22 @@ class LobbyService(Service):
         C{left}, and the game is told.
         """
         self._queue.remove(player)
-        lobby = self._lobby_of.pop(player, None)
+        lobby = self._lobby_of.get(player)
         if lobby is None:
             return
+        if lobby._depth:
+            lobby._departures.append(player)
+        else:
+            self._depart(lobby, player)
+
+    def _depart(self, lobby: Lobby, player: Player) -> None:
+        if self._lobby_of.pop(player, None) is not lobby:
+            return  # the game ended meanwhile
         self._hub.ban(lobby.channel, player)
         del lobby._members[player.client_id]
         lobby.send({"type": "left", "player": player.client_id})
         assert lobby.game is not None
-        lobby.game.player_left(player.client_id)
+        lobby.step(lobby.game.player_left, player.client_id)
 
     def stopService(self) -> None:
         """
@@ -229,7 +280,7 @@ class LobbyService(Service):
         super().stopService()
         for lobby in list(self.lobbies.values()):
             assert lobby.game is not None
-            lobby.game.stop(SHUTDOWN)
+            lobby.step(lobby.game.stop, SHUTDOWN)
             if lobby.state is LobbyState.RUNNING:
                 self._end(lobby, GameOver(SHUTDOWN))
         self._queue = MatchQueue(self.lobby_size)
@@ -270,7 +321,7 @@ class LobbyService(Service):
             players=" ".join(ids),
         )
         lobby.game = self._game_factory(lobby)
-        lobby.game.start()
+        lobby.step(lobby.game.start)
 
     def _end(self, lobby: Lobby, over: GameOver | None) -> None:
         if lobby.state is LobbyState.CLOSED:

@@ -32,17 +32,24 @@ def _positive_int(name: str, minimum: int = 1):
     return coerce
 
 
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"--move-timeout takes a number of seconds, not {value!r}")
-    if not 0 < number < float("inf"):
-        raise ValueError(f"--move-timeout must be a positive number, not {value}")
-    return number
+def _positive_float(name: str, allow_zero: bool = False):
+    def coerce(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--{name} takes a number, not {value!r}")
+        if not (0 <= number if allow_zero else 0 < number) or number == float("inf"):
+            raise ValueError(
+                f"--{name} must be a {'non-negative' if allow_zero else 'positive'} "
+                f"number, not {value}"
+            )
+        return number
+
+    coerce.coerceDoc = "A number."  # type: ignore[attr-defined]
+    return coerce
 
 
-_seconds.coerceDoc = "Seconds, a positive number."  # type: ignore[attr-defined]
+_seconds = _positive_float("move-timeout")
 
 
 class Options(usage.Options):
@@ -121,6 +128,31 @@ class Options(usage.Options):
             "Channels one connection may subscribe to.",
             _positive_int("max-subscriptions"),
         ],
+        [
+            "max-rate",
+            None,
+            1000.0,
+            "Frames a second one connection may send on average; over it, "
+            "frames are dropped with a rate_limited error (at most one a "
+            "second), and a client that keeps flooding is disconnected.",
+            _positive_float("max-rate"),
+        ],
+        [
+            "rate-burst",
+            None,
+            None,
+            "Frames one connection may send at once above --max-rate "
+            "[default: the same as --max-rate].",
+            _positive_float("rate-burst"),
+        ],
+        [
+            "idle-timeout",
+            None,
+            0.0,
+            "Drop a client silent for this many seconds (0: never); it is "
+            "sent a ping halfway.",
+            _positive_float("idle-timeout", allow_zero=True),
+        ],
     ]
 
     compData = usage.Completions(
@@ -151,6 +183,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        if self["rate-burst"] is None:
+            self["rate-burst"] = self["max-rate"]
         from twisted.internet import reactor
 
         for description in self["listen"]:

@@ -42,6 +42,9 @@ class ServerSettings:
     max_line: int = DEFAULT_MAX_LINE
     max_subscriptions: int = 100
     auto_queue: bool = True
+    max_rate: float = 1000.0
+    rate_burst: float = 1000.0
+    idle_timeout: float = 0.0  # seconds; 0 is off
 
     @property
     def game_settings(self) -> GameSettings:

@@ -114,6 +114,9 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
         max_line=options["max-line"],
         max_subscriptions=options["max-subscriptions"],
         auto_queue=not options["no-auto-queue"],
+        max_rate=options["max-rate"],
+        rate_burst=options["rate-burst"],
+        idle_timeout=options["idle-timeout"],
     )
     counter = HostCounterService(
         options["counter-file"], settings.max_clients, reactor=reactor

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 
 from soukets.frames import (
     BAD_JSON,
     CONTROL,
     LINE_TOO_LONG,
+    RATE_LIMITED,
     UNKNOWN_TYPE,
     Frame,
     LineSplitter,
@@ -24,6 +26,7 @@ from soukets.frames import (
     decode_line,
     encode_frame,
 )
+from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
 from soukets.lobby import with_id
 
 if TYPE_CHECKING:
@@ -64,10 +67,19 @@ class Session:
     # answer is on its way, so that answers keep the order of the frames.
     _held: deque[bytes | LineTooLong] = attrs.field(factory=deque)
     _answering: Deferred[None] | None = None
+    _flood: FloodGuard = attrs.field(init=False)
+    _last_heard: float = 0.0
+    _pinged_for: float | None = None  # the silence we sent a ping in
+    _idle_timer: IDelayedCall | None = None
 
     def __attrs_post_init__(self) -> None:
-        self._splitter = LineSplitter(self.server.settings.max_line)
+        settings = self.server.settings
+        self._splitter = LineSplitter(settings.max_line)
+        self._flood = FloodGuard(
+            TokenBucket(settings.max_rate, settings.rate_burst, self.server.clock)
+        )
         self.name = self.name or self.client_id
+        self._last_heard = self.server.clock.seconds()
 
     # Output
 
@@ -111,6 +123,8 @@ class Session:
                 "game": settings.game,
             },
         )
+        if settings.idle_timeout > 0:
+            self._schedule_idle_check(settings.idle_timeout / 2)
         if settings.auto_queue:
             self.server.lobbies.enqueue(self)
 
@@ -118,6 +132,7 @@ class Session:
         """
         Bytes arrived from the client.
         """
+        self._last_heard = self.server.clock.seconds()
         self._held.extend(self._splitter.feed(data))
         self._handle_held()
 
@@ -128,6 +143,25 @@ class Session:
             and self.state is SessionState.OPEN
         ):
             line = self._held.popleft()
+            verdict = self._flood.check()
+            if verdict is FloodVerdict.DROP:
+                continue
+            if verdict is not FloodVerdict.ACCEPT:
+                self.send_error(
+                    ProtocolError(
+                        RATE_LIMITED,
+                        f"too many frames: at most {self.server.settings.max_rate:g} "
+                        "a second; frames over the limit are dropped, and a "
+                        "client that keeps flooding is disconnected",
+                    )
+                )
+                if verdict is FloodVerdict.DISCONNECT:
+                    self.server.log.warn(
+                        "client {client} cut off: it kept flooding", client=self.client_id
+                    )
+                    self.disconnect()
+                    self.connection_lost()
+                continue
             if isinstance(line, LineTooLong):
                 self.send_error(
                     ProtocolError(
@@ -166,7 +200,42 @@ class Session:
             return
         self.state = SessionState.CLOSED
         self._held.clear()
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
         self.server.forget(self)
+
+    # Idle connections
+
+    def _schedule_idle_check(self, delay: float) -> None:
+        self._idle_timer = self.server.clock.callLater(
+            max(delay, 0.0), self._check_idle
+        )
+
+    def _check_idle(self) -> None:
+        """
+        Half the idle timeout into a silence, ping the client once; at the
+        whole timeout, drop it.  Any line from the client ends a silence.
+        """
+        self._idle_timer = None
+        if self.state is not SessionState.OPEN:
+            return
+        timeout = self.server.settings.idle_timeout
+        silent = self.server.clock.seconds() - self._last_heard
+        if silent >= timeout:
+            self.server.log.info(
+                "client {client} dropped: silent for {seconds:.0f} s",
+                client=self.client_id,
+                seconds=silent,
+            )
+            self.disconnect()
+            self.connection_lost()
+            return
+        if silent >= timeout / 2 and self._pinged_for != self._last_heard:
+            self._pinged_for = self._last_heard
+            self.send(encode_frame(CONTROL, {"type": "ping"}))
+        next_check = timeout if self._pinged_for == self._last_heard else timeout / 2
+        self._schedule_idle_check(self._last_heard + next_check - self.server.clock.seconds())
 
     # Control channel
 

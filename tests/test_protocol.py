@@ -176,5 +176,6 @@ class ProtocolTests(SynchronousTestCase):
             ta.producer.pauseProducing()
             a.dataReceived(b';{"type":"ping"}\n' * 200)  # 3,200 bytes of pongs
             ta.producer.resumeProducing()
+            self.clock.advance(1)
         self.assertEqual(len(ta.value()) > 4096 * 5, True)
         self.assertFalse(ta.disconnected)

@@ -1,0 +1,150 @@
+"""
+Players leaving at every point of a round, and lobby privacy: with no
+sockets and a L{task.Clock}.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from soukets.lobby import LOBBY_ID_BYTES
+from soukets.server import ServerSettings
+
+from tests.support import Harness
+
+LEAVE_WAYS = ("disconnect", "unsubscribe")
+
+
+class DepartureTests(SynchronousTestCase):
+    def start(self, players: int = 2):
+        self.h = Harness(ServerSettings(lobby_size=players, move_timeout=10))
+        self.sessions = [self.h.connect() for _ in range(players)]
+        self.channel = self.h.frames(self.sessions[0])[2][1]["channel"]
+        for session in self.sessions[1:]:
+            self.h.frames(session)
+        return self.sessions
+
+    def leave(self, session, how: str) -> None:
+        if how == "disconnect":
+            session.connection_lost()
+        else:
+            self.h.send(session, self.channel + ';{"type":"unsubscribe"}')
+
+    def move(self, session, shape: str) -> None:
+        self.h.send(session, self.channel + ';{"type":"move","move":"%s"}' % shape)
+
+    def types(self, session) -> list[str]:
+        return [body["type"] for _, body in self.h.frames(session)]
+
+    def assertNothingPending(self) -> None:
+        self.assertEqual(self.h.server.lobbies.lobbies, {})
+        self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_one_v_one_before_and_after_moving(self) -> None:
+        for how in LEAVE_WAYS:
+            for moved_first in (False, True):
+                a, b = self.start()
+                if moved_first:
+                    self.move(a, "rock")
+                    self.h.frames(b)
+                self.leave(a, how)
+                self.assertEqual(self.types(b), ["left", "game_over", "closed"])
+                self.assertNothingPending()
+
+    def test_three_players_leave_before_moving(self) -> None:
+        for how in LEAVE_WAYS:
+            a, b, c = self.start(3)
+            self.move(a, "rock")
+            self.move(b, "paper")
+            self.h.frames(a)
+            self.leave(c, how)
+            # The two left have moved: the round ends at once.
+            self.assertEqual(self.types(a), ["left", "result", "game_over", "closed"])
+            self.assertNothingPending()
+
+    def test_three_players_leave_after_moving(self) -> None:
+        a, b, c = self.start(3)
+        self.move(c, "scissors")
+        self.h.frames(a)
+        self.leave(c, "disconnect")
+        self.assertEqual(self.types(a), ["left"])
+        self.h.clock.advance(10)
+        frames = self.h.frames(a)
+        result = frames[0][1]
+        self.assertEqual(result["moves"][c.client_id], None)
+        self.assertEqual(result["timed_out"], [a.client_id, b.client_id, c.client_id])
+        self.assertNothingPending()
+
+    def test_leave_during_result(self) -> None:
+        """
+        A player whose connection drops while the result is being sent
+        (on receiving it) leaves the others with the whole ending.
+        """
+        a, b = self.start()
+        original = a.output
+
+        def drop_on_result(data: bytes) -> None:
+            original(data)
+            if b'"type":"result"' in data:
+                a.connection_lost()
+
+        a.output = drop_on_result
+        self.move(a, "rock")
+        self.h.frames(b)
+        b.data_received((self.channel + ';{"type":"move","move":"paper"}\n').encode())
+        frames = self.h.frames(b)
+        self.assertEqual(
+            [body["type"] for _, body in frames], ["moved", "result", "game_over", "closed"]
+        )
+        self.assertEqual(frames[2][1]["reason"], "completed")
+        self.assertNothingPending()
+
+    def test_leave_between_rounds(self) -> None:
+        self.h = Harness(ServerSettings(rounds=3, move_timeout=10))
+        a, b = self.h.connect(), self.h.connect()
+        channel = self.h.frames(a)[2][1]["channel"]
+        self.channel = channel
+        self.move(a, "rock")
+        self.move(b, "rock")
+        self.h.frames(b)
+        self.leave(a, "disconnect")
+        self.assertEqual(self.types(b), ["left", "game_over", "closed"])
+        self.assertNothingPending()
+
+
+class LobbyPrivacyTests(SynchronousTestCase):
+    def test_outsider_learns_nothing(self) -> None:
+        """
+        A client that is not a player never sees a lobby id, whatever it
+        does; and ids carry 128 bits.
+        """
+        self.assertGreaterEqual(LOBBY_ID_BYTES * 8, 128)
+        h = Harness()
+        eve = h.connect()
+        h.send(eve, ';{"type":"unqueue"}')
+        a, b = h.connect(), h.connect()
+        channel = h.frames(a)[2][1]["channel"]
+        for line in (
+            ';{"type":"stats"}',
+            'room;{"type":"subscribe"}',
+            channel + ';{"type":"subscribe"}',
+            channel + ';{"type":"publish","data":"x"}',
+            channel + ';{"type":"move","move":"rock"}',
+            channel + ';{"type":"unsubscribe"}',
+        ):
+            h.send(eve, line)
+        h.send(a, channel + ';{"type":"move","move":"rock"}')
+        seen = bytes(h.outputs[eve.client_id])
+        everything = b"".join(json.dumps(body).encode() for _, body in h.frames(eve))
+        self.assertNotIn(channel.encode(), seen + everything)
+        self.assertEqual(h.server.hub.get(channel).members.keys(), {a, b})
+
+    def test_ids_differ(self) -> None:
+        h = Harness()
+        ids = set()
+        for _ in range(50):
+            a, b = h.connect(), h.connect()
+            ids.add(h.frames(a)[2][1]["channel"])
+        self.assertEqual(len(ids), 50)
