@@ -37,38 +37,48 @@ class ScriptClient:
             env=environment(),
         )
         self.lines: list[str] = []
+        self._buffer = b""
+        self._seen = 0  # lines wait_for has looked at
 
     def type(self, line: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(line.encode() + b"\n")
         self.process.stdin.flush()
 
-    def wait_for(self, pattern: str) -> str:
+    def _read_lines(self, deadline: float) -> bool:
+        """
+        Read what the client printed, up to C{deadline}; return False at
+        end of output.
+        """
         assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        if select.select([fd], [], [], max(0.0, min(0.5, deadline - time.monotonic())))[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return False
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            self.lines.extend(line.decode() for line in lines)
+        return True
+
+    def wait_for(self, pattern: str) -> str:
         deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stdout], [], [], 0.5)
-            if ready:
-                raw = self.process.stdout.readline()
-                if not raw:
-                    break
-                line = raw.decode().rstrip("\n")
-                self.lines.append(line)
+        while True:
+            while self._seen < len(self.lines):
+                line = self.lines[self._seen]
+                self._seen += 1
                 if re.search(pattern, line):
                     return line
-        raise AssertionError(f"{pattern!r} not printed; got {self.lines}")
+            if time.monotonic() > deadline or not self._read_lines(deadline):
+                raise AssertionError(f"{pattern!r} not printed; got {self.lines}")
 
     def finish(self) -> tuple[int, list[str]]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         if not self.process.stdin.closed:
             self.process.stdin.close()
         deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if select.select([self.process.stdout], [], [], 0.5)[0]:
-                raw = self.process.stdout.readline()
-                if not raw:
-                    break
-                self.lines.append(raw.decode().rstrip("\n"))
+        while time.monotonic() < deadline and self._read_lines(deadline):
+            pass
         return self.process.wait(TIMEOUT), self.lines
 
     def kill(self) -> None:
@@ -106,11 +116,13 @@ class ScriptModeTests(SynchronousTestCase):
         self.addCleanup(daemon.stop)
         address = f"127.0.0.1:{daemon.port}"
         listener = self.start_client(address)
+        listener.wait_for("connected to")
         listener.type("/unqueue")
         listener.wait_for("you left the queue")
         listener.type("/sub news")
         listener.wait_for(r"subscribed to news \(1 member\)")
         talker = self.start_client(address, "--json")
+        talker.wait_for("connected to")
         talker.type("/unqueue")
         talker.wait_for('^;{"type":"unqueued"}$')
         talker.type("/pub news extra extra")

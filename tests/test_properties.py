@@ -20,7 +20,7 @@ PING = b';{"type":"ping"}'
 
 # Lines of a known kind, and the code (or frame type) each must produce.
 KNOWN_LINES = st.one_of(
-    st.text(st.characters(blacklist_characters=";\n\r"), min_size=1, max_size=50)
+    st.text(st.characters(blacklist_characters=";\n\r", blacklist_categories=("Cs",)), min_size=1, max_size=50)
     .filter(lambda t: t.strip())
     .map(lambda t: (t.encode(), "bad_frame")),
     st.binary(min_size=1, max_size=20).map(lambda b: (b"\xff" + b.replace(b"\n", b""), "bad_frame")),
