@@ -35,35 +35,50 @@ class ConnectionState(enum.Enum):
     GONE = "gone"
 
 
+class Flow(enum.Enum):
+    """
+    Whether the peer keeps up with what is sent to it.
+    """
+
+    FLOWING = "flowing"
+    BACKED_UP = "backed up"  # the transport's buffer is full
+    CUT_OFF = "cut off"
+
+
 @implementer(IPushProducer)
 class SlowReaderGuard:
     """
     Cuts a connection whose peer does not read: registered as the
     transport's producer, it is paused when the transport's send buffer is
     full, and counts what is written while paused; past C{limit} bytes, it
-    calls C{cut_off}.
+    calls C{cut_off}, once.
     """
 
     def __init__(self, limit: int, cut_off: Any) -> None:
         self.limit = limit
         self._cut_off = cut_off
-        self._backlog: int | None = None  # bytes written since the pause
+        self.flow = Flow.FLOWING
+        self._backlog = 0  # bytes written while backed up
 
     def wrote(self, size: int) -> None:
-        if self._backlog is not None:
+        if self.flow is Flow.BACKED_UP:
             self._backlog += size
             if self._backlog > self.limit:
-                self._backlog = None
+                self.flow = Flow.CUT_OFF
                 self._cut_off()
 
     def pauseProducing(self) -> None:
-        self._backlog = 0
+        # Twisted calls this on every write while its buffer stays full.
+        if self.flow is Flow.FLOWING:
+            self.flow = Flow.BACKED_UP
+            self._backlog = 0
 
     def resumeProducing(self) -> None:
-        self._backlog = None
+        if self.flow is Flow.BACKED_UP:
+            self.flow = Flow.FLOWING
 
     def stopProducing(self) -> None:
-        self._backlog = None
+        pass
 
 
 class SouketsProtocol(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -33,6 +34,17 @@ def environment() -> dict[str, str]:
     return env
 
 
+def raise_fd_limit() -> None:
+    """
+    Let a process open as many files as the system allows it (up to 65536),
+    for tests with a thousand connections.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 class Daemon:
     """
     A soukets daemon on a free loopback port, started with C{args}.  Its
@@ -55,13 +67,14 @@ class Daemon:
         self.argv = [
             *command,
             "--listen",
-            "tcp:0:interface=127.0.0.1",
+            "tcp:0:interface=127.0.0.1:backlog=511",
             "--counter-file",
             self.counter_file,
             *args,
         ]
         self.process = subprocess.Popen(
             self.argv,
+            preexec_fn=raise_fd_limit,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=workdir,

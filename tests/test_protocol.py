@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.counter import HostCounterService
-from soukets.protocol import ConnectionState, SouketsFactory, SouketsProtocol
+from soukets.protocol import ConnectionState, SlowReaderGuard, SouketsFactory, SouketsProtocol
 from soukets.server import Server, ServerSettings
 
 from tests.support import parse, synchronous
@@ -164,6 +164,18 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(
             [body["type"] for _, body in self.frames(tb)], ["left", "game_over", "closed"]
         )
+
+    def test_guard_paused_on_every_write(self) -> None:
+        """
+        Twisted pauses its producer on every write while the buffer stays
+        full; the backlog keeps counting through those calls.
+        """
+        cut: list[bool] = []
+        guard = SlowReaderGuard(100, lambda: cut.append(True))
+        for _ in range(10):
+            guard.pauseProducing()
+            guard.wrote(30)
+        self.assertEqual(cut, [True])
 
     def test_resumed_reader_not_cut_off(self) -> None:
         """
