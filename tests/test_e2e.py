@@ -204,6 +204,7 @@ class CommandLineTests(SynchronousTestCase):
             "--listen", "--taille-lobby", "--lobby-size", "--max-clients",
             "--move-timeout", "--rounds", "--game", "--no-auto-queue",
             "--counter-file", "--max-line", "--max-buffer", "--max-subscriptions",
+            "--max-rate", "--rate-burst", "--idle-timeout",
         ):
             self.assertIn(option, done.stdout)
 
