@@ -41,6 +41,22 @@ class ProtocolTests(SynchronousTestCase):
         self.server = Server(settings, self.clock, host_clients=self.counter.host_clients)
         self.factory = SouketsFactory(self.server, self.counter, max_buffer=max_buffer)
 
+    def make_pending(self) -> list[Deferred[Any]]:
+        """
+        Make the counter's transactions wait until their L{Deferred}s (in the
+        list returned) are fired by the test.
+        """
+        pending: list[Deferred[Any]] = []
+
+        def later(f: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            d.addCallback(lambda _: f())
+            pending.append(d)
+            return d
+
+        self.make(ServerSettings(), run=later)
+        return pending
+
     def connect(self) -> tuple[SouketsProtocol, KeepAliveTransport]:
         protocol = self.factory.buildProtocol(None)
         transport = KeepAliveTransport()
@@ -70,15 +86,7 @@ class ProtocolTests(SynchronousTestCase):
         The transport is paused while the counter decides; the client is
         welcomed once it has.
         """
-        pending: list[Deferred[Any]] = []
-
-        def later(f: Any) -> Deferred[Any]:
-            d: Deferred[Any] = Deferred()
-            d.addCallback(lambda _: f())
-            pending.append(d)
-            return d
-
-        self.make(ServerSettings(), run=later)
+        pending = self.make_pending()
         protocol, transport = self.connect()
         self.assertEqual((transport.producerState, transport.value()), ("paused", b""))
         self.assertIs(protocol.state, ConnectionState.ADMITTING)
@@ -90,15 +98,7 @@ class ProtocolTests(SynchronousTestCase):
         """
         A connection lost while waiting for the counter gives its place back.
         """
-        pending: list[Deferred[Any]] = []
-
-        def later(f: Any) -> Deferred[Any]:
-            d: Deferred[Any] = Deferred()
-            d.addCallback(lambda _: f())
-            pending.append(d)
-            return d
-
-        self.make(ServerSettings(), run=later)
+        pending = self.make_pending()
         protocol, transport = self.connect()
         self.lose(protocol)
         pending[-1].callback(None)  # admitted...
