@@ -234,3 +234,54 @@ class SoakTests(SynchronousTestCase):
         self.assertEqual(daemon.stop(), 0)
         for bad in ("Unhandled", "Traceback", "[ERROR]", "#error"):
             self.assertNotIn(bad, daemon.output)
+
+
+class SlowReaderTests(SynchronousTestCase):
+    def test_slow_subscriber_cut_off_others_get_everything(self) -> None:
+        """
+        A subscriber that never reads is cut off once its backlog passes
+        --max-buffer; the subscribers that read get every message, in
+        order; the server's memory stays bounded.
+        """
+        daemon = Daemon(
+            self.mktemp(), "--no-auto-queue", "--max-buffer", "1048576", "--max-rate", "1000000"
+        )
+        self.addCleanup(daemon.stop)
+        start_rss = rss_kib(daemon.process.pid)
+        slow = socket.socket()
+        self.addCleanup(slow.close)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", daemon.port))
+        slow.sendall(b'news;{"type":"subscribe"}\n')
+        readers = Crowd(daemon.port, 2)
+        self.addCleanup(readers.close)
+        for sock in readers.socks:
+            sock.sendall(b'news;{"type":"subscribe"}\n')
+        readers.pump(lambda: all("subscribed" in readers.types(s) for s in readers.socks))
+        publisher = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+        self.addCleanup(publisher.close)
+        count, payload = 3000, "y" * 4000  # 12 MB for each subscriber
+        sent = 0
+        peak = start_rss
+
+        def more() -> bool:
+            nonlocal sent, peak
+            if sent < count:
+                batch = min(10, count - sent)  # the readers keep up
+                publisher.sendall(b"".join(
+                    b'news;{"type":"publish","data":[%d,"%s"]}\n' % (sent + i, payload.encode())
+                    for i in range(batch)
+                ))
+                sent += batch
+            peak = max(peak, rss_kib(daemon.process.pid))
+            return all(readers.types(s).count("message") == count for s in readers.socks)
+
+        readers.pump(more, timeout=DEADLINE, describe=lambda: f"sent {sent}, got {[readers.types(s).count('message') for s in readers.socks]}, ended {len(readers.ended)}, last {[readers.types(s)[-2:] for s in readers.socks]}")
+        daemon.wait_for("cut off: it read too slowly")
+        for sock in readers.socks:
+            numbers = [f["data"][0] for f in readers.frames[sock] if f["type"] == "message"]
+            self.assertEqual(numbers, list(range(count)))
+        print(f"\nslow reader: server RSS start {start_rss} KiB, peak {peak} KiB while "
+              f"{count * len(payload) // 1_000_000} MB went to each subscriber")
+        # Bounded: far below what the slow reader would have had to hold.
+        self.assertLess(peak - start_rss, 64 * 1024)
