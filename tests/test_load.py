@@ -285,3 +285,28 @@ class SlowReaderTests(SynchronousTestCase):
               f"{count * len(payload) // 1_000_000} MB went to each subscriber")
         # Bounded: far below what the slow reader would have had to hold.
         self.assertLess(peak - start_rss, 64 * 1024)
+
+
+class MemoryTests(SynchronousTestCase):
+    def test_no_growth_across_waves(self) -> None:
+        """
+        Waves of 1,000 clients, each playing a game then leaving, leave the
+        server's RSS where the first wave left it: what stays is the
+        allocator's retained memory, not a leak.
+        """
+        raise_fd_limit()
+        daemon = Daemon(self.mktemp(), "--max-clients", str(CLIENTS), "--move-timeout", "1")
+        self.addCleanup(daemon.stop)
+        figures = [rss_kib(daemon.process.pid)]
+        for _ in range(4):
+            crowd = Crowd(daemon.port, CLIENTS)
+            crowd.pump(lambda: all("round" in crowd.types(s) for s in crowd.socks))
+            for sock in crowd.socks:
+                channel = crowd.frames[sock][2]["channel"]
+                sock.sendall(f'{channel};{{"type":"move","move":"rock"}}\n'.encode())
+            crowd.pump(lambda: all("closed" in crowd.types(s) for s in crowd.socks))
+            crowd.close()
+            time.sleep(0.5)  # let the server see them go
+            figures.append(rss_kib(daemon.process.pid))
+        print(f"\nserver RSS (KiB) at start and after each wave of {CLIENTS}: {figures}")
+        self.assertLess(figures[-1] - figures[2], 4 * 1024)
