@@ -92,6 +92,7 @@ class SouketsProtocol(Protocol):
     log = Logger()
 
     def connectionMade(self) -> None:
+        self._outbox: list[bytes] = []
         self.factory.connections.add(self)
         self.closed: Deferred[None] = Deferred()
         self._guard = SlowReaderGuard(self.factory.max_buffer, self._cut_off)
@@ -137,10 +138,24 @@ class SouketsProtocol(Protocol):
         self.transport.resumeProducing()
 
     def _write(self, data: bytes) -> None:
-        self.transport.write(data)
-        self._guard.wrote(len(data))
+        # Frames owed to this client wait in its outbox until the end of
+        # the reactor turn, then go to the transport in one write.
+        if not self._outbox:
+            self.factory.owe(self)
+        self._outbox.append(data)
+
+    def flush(self) -> None:
+        """
+        Hand everything in the outbox to the transport, in one write.
+        """
+        if self._outbox and self.state is ConnectionState.OPEN:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            self.transport.write(data)
+            self._guard.wrote(len(data))
 
     def _disconnect(self) -> None:
+        self.flush()
         self.transport.loseConnection()
 
     def _cut_off(self) -> None:
@@ -159,6 +174,7 @@ class SouketsProtocol(Protocol):
     def connectionLost(self, reason: Any = None) -> None:
         admitted = self.state is ConnectionState.OPEN
         self.state = ConnectionState.GONE
+        self._outbox.clear()
         self.factory.connections.discard(self)
         if self.session is not None:
             self.session.connection_lost()
@@ -193,6 +209,24 @@ class SouketsFactory(Factory):
         self.counter = counter
         self.max_buffer = max_buffer
         self.connections: set[SouketsProtocol] = set()
+        self._owed: list[SouketsProtocol] = []
+
+    def owe(self, connection: SouketsProtocol) -> None:
+        """
+        C{connection} has frames waiting: flush it at the end of this
+        reactor turn (one write per client per turn, however many frames).
+        """
+        if not self._owed:
+            self.server.clock.callLater(0, self.flush)
+        self._owed.append(connection)
+
+    def flush(self) -> None:
+        """
+        Write out every connection's waiting frames.
+        """
+        owed, self._owed = self._owed, []
+        for connection in owed:
+            connection.flush()
 
     def close_all(self, clock: IReactorTime, grace: float) -> Deferred[Any]:
         """
@@ -201,6 +235,7 @@ class SouketsFactory(Factory):
 
         @return: a L{Deferred} that fires once all are closed.
         """
+        self.flush()
         connections = list(self.connections)
         for connection in connections:
             connection.transport.loseConnection()

@@ -67,6 +67,7 @@ class ProtocolTests(SynchronousTestCase):
         protocol.connectionLost(Failure(ConnectionError("gone")))
 
     def frames(self, transport: StringTransport) -> list[tuple[str, dict[str, Any]]]:
+        self.clock.advance(0)  # the end of the reactor turn: outboxes flushed
         frames = parse(transport.value())
         transport.clear()
         return frames
@@ -157,6 +158,7 @@ class ProtocolTests(SynchronousTestCase):
         line = (channel + ';{"type":"publish","data":"' + "x" * 500 + '"}\r\n').encode()
         for _ in range(20):
             b.dataReceived(line)
+            self.clock.advance(0)
             if ta.disconnected:
                 break
         self.assertTrue(ta.disconnected)  # aborted
@@ -164,6 +166,20 @@ class ProtocolTests(SynchronousTestCase):
         self.assertEqual(
             [body["type"] for _, body in self.frames(tb)], ["left", "game_over", "closed"]
         )
+
+    def test_one_write_per_turn(self) -> None:
+        """
+        What one reactor turn owes a client goes to its transport in a
+        single write.
+        """
+        a, ta = self.connect()
+        self.frames(ta)
+        writes: list[bytes] = []
+        ta.write = writes.append  # type: ignore[method-assign]
+        a.dataReceived(b';{"type":"ping"}\n' * 5)
+        self.assertEqual(writes, [])
+        self.clock.advance(0)
+        self.assertEqual(writes, [b';{"type":"pong"}\n' * 5])
 
     def test_guard_paused_on_every_write(self) -> None:
         """
@@ -187,6 +203,7 @@ class ProtocolTests(SynchronousTestCase):
         for _ in range(10):
             ta.producer.pauseProducing()
             a.dataReceived(b';{"type":"ping"}\n' * 200)  # 3,200 bytes of pongs
+            self.clock.advance(0)
             ta.producer.resumeProducing()
             self.clock.advance(1)
         self.assertEqual(len(ta.value()) > 4096 * 5, True)
