@@ -243,6 +243,16 @@ def decode_line(line: bytes) -> Frame | ProtocolError | None:
     return Frame(channel, frame_type, body, frame_id)
 
 
+def with_id(payload: dict[str, Any], frame_id: str | int | None) -> dict[str, Any]:
+    """
+    C{payload}, echoing the id of the client frame it answers (if it had
+    one).
+    """
+    if frame_id is not None:
+        payload["id"] = frame_id
+    return payload
+
+
 _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False
 )

@@ -24,6 +24,7 @@ from soukets.frames import (
     Frame,
     ProtocolError,
     encode_frame,
+    with_id,
 )
 from soukets.games import GameFactory
 from soukets.games.base import SHUTDOWN, GameOver, GameSettings, IGame, IGameContext
@@ -52,15 +53,6 @@ def new_lobby_id() -> str:
     A fresh, unguessable lobby channel name.
     """
     return secrets.token_urlsafe(LOBBY_ID_BYTES)
-
-
-def with_id(payload: dict[str, Any], frame_id: str | int | None) -> dict[str, Any]:
-    """
-    C{payload}, echoing the id of the frame it answers (if it had one).
-    """
-    if frame_id is not None:
-        payload["id"] = frame_id
-    return payload
 
 
 class LobbyState(enum.Enum):

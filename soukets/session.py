@@ -25,9 +25,9 @@ from soukets.frames import (
     ProtocolError,
     decode_line,
     encode_frame,
+    with_id,
 )
 from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
-from soukets.lobby import with_id
 
 if TYPE_CHECKING:
     from soukets.server import Server
@@ -159,8 +159,7 @@ class Session:
                     self.server.log.warn(
                         "client {client} cut off: it kept flooding", client=self.client_id
                     )
-                    self.disconnect()
-                    self.connection_lost()
+                    self.drop()
                 continue
             if isinstance(line, LineTooLong):
                 self.send_error(
@@ -191,6 +190,14 @@ class Session:
                 self._on_channel(frame)
         except ProtocolError as error:
             self.send_error(attrs.evolve(error, channel=frame.channel, id=frame.id))
+
+    def drop(self) -> None:
+        """
+        Close the connection from this side (a limit was passed): the
+        session ends now, without waiting for the transport to report it.
+        """
+        self.disconnect()
+        self.connection_lost()
 
     def connection_lost(self) -> None:
         """
@@ -228,8 +235,7 @@ class Session:
                 client=self.client_id,
                 seconds=silent,
             )
-            self.disconnect()
-            self.connection_lost()
+            self.drop()
             return
         if silent >= timeout / 2 and self._pinged_for != self._last_heard:
             self._pinged_for = self._last_heard

@@ -164,13 +164,20 @@ class ProcessDeathTests(SynchronousTestCase):
         self.assertNotIn(doomed.process.pid, self.records(counter))
         survivor.wait_for(f"reclaimed 3 client\\(s\\) of dead process {doomed.process.pid}")
 
-    def test_clean_stop_removes_record(self) -> None:
+    def daemon_with_client(self) -> tuple[Daemon, str]:
+        """
+        A daemon with one connected client, and its counter file.
+        """
         counter = self.mktemp() + "/clients.json"
         daemon = Daemon(self.mktemp(), counter_file=counter)
         self.addCleanup(daemon.stop)
         client = daemon.client()
         self.addCleanup(client.close)
-        client.read()
+        self.assertEqual(client.read()[1]["type"], "welcome")
+        return daemon, daemon.counter_file
+
+    def test_clean_stop_removes_record(self) -> None:
+        daemon, counter = self.daemon_with_client()
         self.assertEqual(self.records(counter), {daemon.process.pid: 1})
         self.assertEqual(daemon.stop(signal.SIGINT), 0)
         self.assertEqual(self.records(counter), {})
@@ -180,12 +187,7 @@ class ProcessDeathTests(SynchronousTestCase):
         A counter file garbled while the daemon runs is logged and rebuilt;
         the daemon goes on admitting clients.
         """
-        counter = self.mktemp() + "/clients.json"
-        daemon = Daemon(self.mktemp(), counter_file=counter)
-        self.addCleanup(daemon.stop)
-        first = daemon.client()
-        self.addCleanup(first.close)
-        first.read()
+        daemon, counter = self.daemon_with_client()
         Path(counter).write_bytes(b'{"version": 1, "proc')
         second = daemon.client()
         self.addCleanup(second.close)

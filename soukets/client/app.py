@@ -79,14 +79,11 @@ class ClientApp:
         text = line.decode("utf-8", "replace").rstrip("\r")
         if self.raw:
             self.show(text)
-        channel, _, document = text.partition(";")
-        try:
-            body = json.loads(document)
-        except ValueError:
+        frame = read_server_line(text)
+        if frame is None:
             self.show(f"(unreadable frame from the server: {text[:80]!r})")
             return
-        if not isinstance(body, dict):
-            return
+        channel, body = frame
         self._send(self.view.received(channel, body))
         if self.face is not None:
             self.face.redraw()
@@ -170,12 +167,21 @@ class ServerConnection(LineOnlyReceiver):
         self.app.connection_lost(reason)
 
 
+def read_server_line(text: str) -> tuple[str, Mapping[str, Any]] | None:
+    """
+    One server frame as (channel, JSON object), or L{None} if it is not one.
+    """
+    channel, _, document = text.partition(";")
+    try:
+        body = json.loads(document)
+    except ValueError:
+        return None
+    return (channel, body) if isinstance(body, dict) else None
+
+
 def frames_of(data: bytes) -> list[tuple[str, Mapping[str, Any]]]:
     """
     Split bytes of server frames into (channel, JSON object) pairs.
     """
-    frames = []
-    for line in data.decode("utf-8").splitlines():
-        channel, _, document = line.partition(";")
-        frames.append((channel, json.loads(document)))
-    return frames
+    frames = (read_server_line(line) for line in data.decode("utf-8").splitlines())
+    return [frame for frame in frames if frame is not None]
