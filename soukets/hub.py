@@ -13,7 +13,7 @@ from soukets.frames import (
     FORBIDDEN,
     NOT_SUBSCRIBED,
     ProtocolError,
-    encode_frame,
+    encode_message,
 )
 
 
@@ -130,11 +130,12 @@ class ChannelHub:
         return channel
 
     def publish(
-        self, name: str, publisher: Subscriber, data: Any
+        self, name: str, publisher: Subscriber, data: Any, data_json: str | None = None
     ) -> int:
         """
         Send C{data} from C{publisher} to every other subscriber of C{name}.
-        The frame is encoded once; every receiver gets the same bytes.
+        The frame is encoded once (around C{data_json}, C{data}'s compact
+        JSON text, if given); every receiver gets the same bytes.
 
         @return: how many subscribers received it.
         @raise ProtocolError: C{forbidden} for a lobby channel of others.
@@ -144,10 +145,7 @@ class ChannelHub:
             return 0
         if channel.players is not None and publisher not in channel.players:
             raise _forbidden(name)
-        frame = encode_frame(
-            name,
-            {"type": "message", "from": publisher.client_id, "data": data},
-        )
+        frame = encode_message(name, publisher.client_id, data, data_json)
         return channel.send(frame, exclude=publisher)
 
     def open_lobby(self, name: str, players: Iterable[Subscriber]) -> Channel:

@@ -149,8 +149,9 @@ class SouketsProtocol(Protocol):
         Hand everything in the outbox to the transport, in one write.
         """
         if self._outbox and self.state is ConnectionState.OPEN:
-            data = b"".join(self._outbox)
-            self._outbox.clear()
+            outbox = self._outbox
+            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+            outbox.clear()
             self.transport.write(data)
             self._guard.wrote(len(data))
 

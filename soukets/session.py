@@ -133,8 +133,19 @@ class Session:
         Bytes arrived from the client.
         """
         self._last_heard = self.server.clock.seconds()
-        self._held.extend(self._splitter.feed(data))
-        self._handle_held()
+        lines = self._splitter.feed(data)
+        if self._held or self._answering is not None:
+            self._held.extend(lines)
+            self._handle_held()
+            return
+        for line in lines:
+            if self.state is not SessionState.OPEN:
+                return
+            self._handle(line)
+            if self._answering is not None:
+                # Keep the rest until that answer is out.
+                self._held.extend(lines)
+                return
 
     def _handle_held(self) -> None:
         while (
@@ -142,36 +153,38 @@ class Session:
             and self._answering is None
             and self.state is SessionState.OPEN
         ):
-            line = self._held.popleft()
-            verdict = self._flood.check()
-            if verdict is FloodVerdict.DROP:
-                continue
-            if verdict is not FloodVerdict.ACCEPT:
-                self.send_error(
-                    ProtocolError(
-                        RATE_LIMITED,
-                        f"too many frames: at most {self.server.settings.max_rate:g} "
-                        "a second; frames over the limit are dropped, and a "
-                        "client that keeps flooding is disconnected",
-                    )
+            self._handle(self._held.popleft())
+
+    def _handle(self, line: bytes | LineTooLong) -> None:
+        verdict = self._flood.check()
+        if verdict is FloodVerdict.DROP:
+            return
+        if verdict is not FloodVerdict.ACCEPT:
+            self.send_error(
+                ProtocolError(
+                    RATE_LIMITED,
+                    f"too many frames: at most {self.server.settings.max_rate:g} "
+                    "a second; frames over the limit are dropped, and a "
+                    "client that keeps flooding is disconnected",
                 )
-                if verdict is FloodVerdict.DISCONNECT:
-                    self.server.log.warn(
-                        "client {client} cut off: it kept flooding", client=self.client_id
-                    )
-                    self.drop()
-                continue
-            if isinstance(line, LineTooLong):
-                self.send_error(
-                    ProtocolError(
-                        LINE_TOO_LONG,
-                        f"lines are limited to {self._splitter.max_line} "
-                        f"bytes; this one had {line.length} and was "
-                        "discarded",
-                    )
+            )
+            if verdict is FloodVerdict.DISCONNECT:
+                self.server.log.warn(
+                    "client {client} cut off: it kept flooding", client=self.client_id
                 )
-            else:
-                self.line_received(line)
+                self.drop()
+            return
+        if isinstance(line, LineTooLong):
+            self.send_error(
+                ProtocolError(
+                    LINE_TOO_LONG,
+                    f"lines are limited to {self._splitter.max_line} "
+                    f"bytes; this one had {line.length} and was "
+                    "discarded",
+                )
+            )
+        else:
+            self.line_received(line)
 
     def line_received(self, line: bytes) -> None:
         """
@@ -322,7 +335,7 @@ class Session:
                     'a publish carries its message in "data", for example '
                     f'{channel};{{"type":"publish","data":"hello"}}',
                 )
-            receivers = hub.publish(channel, self, frame.body["data"])
+            receivers = hub.publish(channel, self, frame.body["data"], frame.data_json)
             if frame.id is not None:
                 self.reply(
                     channel,

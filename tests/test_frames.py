@@ -15,6 +15,7 @@ from soukets.frames import (
     ProtocolError,
     decode_line,
     encode_frame,
+    encode_message,
     is_channel_name,
 )
 
@@ -129,6 +130,17 @@ class DecodeLineTests(SynchronousTestCase):
     def test_huge_number(self) -> None:
         self.assertError(b';{"type":"x","n":' + b"9" * 5000 + b"}", frames.BAD_JSON)
 
+    def test_number_out_of_range(self) -> None:
+        """
+        A number no double can hold is C{bad_json}, however the frame is
+        written (it could not be relayed as JSON).
+        """
+        for document in (b'{"type":"publish","data":1e400}',
+                         b'{"type":"publish","data":[-1e400]}',
+                         b'{ "type": "publish", "data": 1e400 }',
+                         b'{"type":"publish","data":1,"n":1e999}'):
+            self.assertError(b"room;" + document, frames.BAD_JSON, "room")
+
     def test_missing_type(self) -> None:
         error = self.assertError(b'room;{"id":"a"}', frames.BAD_JSON, "room")
         self.assertEqual(error.id, "a")
@@ -145,6 +157,64 @@ class DecodeLineTests(SynchronousTestCase):
             {"type": "error", "code": "bad_json", "message": "m", "id": 3},
         )
         self.assertNotIn("id", ProtocolError("bad_json", "m").to_payload())
+
+
+class PublishPassThroughTests(SynchronousTestCase):
+    """
+    A publish written C{{"type":"publish","data":DATA}} with compact DATA
+    carries DATA's own text, which is relayed without encoding it again.
+    """
+
+    def test_compact_data_kept(self) -> None:
+        for data in (b'"hi"', b"1E5", b'{"a":[1,2.50,"\\u00e9"]}', b"null", b'"a;b"'):
+            frame = decode_line(b'room;{"type":"publish","data":' + data + b"}")
+            assert isinstance(frame, Frame)
+            self.assertEqual(frame.data_json, data.decode())
+            self.assertEqual(frame.body, {"type": "publish", "data": json.loads(data)})
+            self.assertEqual((frame.channel, frame.type, frame.id), ("room", "publish", None))
+
+    def test_otherwise_decoded(self) -> None:
+        """
+        Spaces, another key order, an id or a trailing key: the frame is
+        read the general way and its data will be encoded again.
+        """
+        for document, data in (
+            (b'{"type":"publish","data":{"a": 1}}', {"a": 1}),
+            (b'{"type":"publish","data":"a b"}', "a b"),
+            (b'{"data":2,"type":"publish"}', 2),
+            (b'{"type":"publish","data":3,"id":9}', 3),
+            (b'{"type": "publish", "data": 4}', 4),
+        ):
+            frame = decode_line(b"room;" + document)
+            assert isinstance(frame, Frame), document
+            self.assertEqual((frame.type, frame.body["data"], frame.data_json),
+                             ("publish", data, None))
+        frame = decode_line(b'room;{"type":"publish","data":3,"id":9}')
+        assert isinstance(frame, Frame)
+        self.assertEqual(frame.id, 9)
+
+    def test_control_channel_not_special(self) -> None:
+        frame = decode_line(b';{"type":"publish","data":1}')
+        assert isinstance(frame, Frame)
+        self.assertIsNone(frame.data_json)
+
+    def test_broken_data(self) -> None:
+        for document in (b'{"type":"publish","data":}', b'{"type":"publish","data":[1}',
+                         b'{"type":"publish","data":1}}', b'{"type":"publish","data":NaN}'):
+            error = decode_line(b"room;" + document)
+            self.assertIsInstance(error, ProtocolError, document)
+            self.assertEqual(error.code, frames.BAD_JSON)
+
+    def test_message_bytes(self) -> None:
+        """
+        L{encode_message} gives the bytes L{encode_frame} would, from the
+        data or from its compact text.
+        """
+        data = {"é": [1, 2.5, None, "x\ny"]}
+        expected = encode_frame("room", {"type": "message", "from": "ab-1", "data": data})
+        self.assertEqual(encode_message("room", "ab-1", data), expected)
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        self.assertEqual(encode_message("room", "ab-1", data, text), expected)
 
 
 class EncodeFrameTests(SynchronousTestCase):

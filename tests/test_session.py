@@ -208,6 +208,35 @@ class ChannelTests(SynchronousTestCase):
         self.h.send(self.c, 'room;{"type":"publish","data":2}')
         self.assertEqual(self.h.frames(self.a), [])
 
+    def test_data_relayed_as_written(self) -> None:
+        """
+        Compact data is relayed as the publisher wrote it, byte for byte
+        (not encoded again); loosely written data is relayed compact.
+        """
+        self.h.send(self.b, 'room;{"type":"subscribe"}')
+        output = self.h.outputs[self.b.client_id]
+        for data, relayed in (('1E5', '1E5'), ('"\\u00e9"', '"\\u00e9"'),
+                              ('{"a":[1.50]}', '{"a":[1.50]}'),
+                              ('{"a": [1.50]}', '{"a":[1.5]}')):
+            del output[:]
+            self.h.send(self.a, 'room;{"type":"publish","data":%s}' % data)
+            self.assertEqual(
+                bytes(output),
+                ('room;{"type":"message","from":"%s","data":%s}\n'
+                 % (self.a.client_id, relayed)).encode(),
+            )
+
+    def test_number_out_of_range(self) -> None:
+        """
+        A publish with a number no double holds is refused with
+        C{bad_json}; nothing is relayed and the connection goes on.
+        """
+        self.h.send(self.b, 'room;{"type":"subscribe"}')
+        [(channel, error)] = self.h.send(self.a, 'room;{"type":"publish","data":1e400}')
+        self.assertEqual((channel, error["code"]), ("room", "bad_json"))
+        self.assertEqual(self.h.frames(self.b), [])
+        self.assertEqual(self.h.send(self.a, ';{"type":"ping"}'), [("", {"type": "pong"})])
+
     def test_publish_needs_data(self) -> None:
         [(channel, error)] = self.h.send(self.a, 'room;{"type":"publish"}')
         self.assertEqual((channel, error["code"]), ("room", "bad_json"))

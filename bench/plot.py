@@ -1,0 +1,87 @@
+"""
+The benchmark's figures as one PNG: throughput, latency and memory per
+server, from the report C{run.py} writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "redis": "#1f77b4", "nats": "#2ca02c"}
+
+# (scenario, figure, title, scale)
+PANELS = [
+    ("fanout", "deliveries_per_s", "fanout: deliveries/s (millions)", 1e-6),
+    ("pairs", "messages_per_s", "pairs: messages/s (thousands)", 1e-3),
+    ("conns", "kib_per_conn", "conns: server RSS per idle connection (KiB)", 1),
+    ("fanout", "p99_ms", "fanout: p99 latency (ms)", 1),
+    ("pairs", "p99_ms", "pairs, flat out: p99 round trip (ms)", 1),
+    ("pairs", "paced", "pairs, paced: p99 round trip (ms) by load", 1),
+    ("games", "games_per_s", "games/s (soukets only)", 1),
+    ("games", "p99_ms", "games: last move to result, p99 (ms)", 1),
+    ("timers", "p99_ms", "timers: lateness after deadline, p99 (ms)", 1),
+]
+
+
+def _paced(ax, by_server: dict) -> None:
+    """
+    p99 round trip against the offered load, one line per server; a hollow
+    marker where the server could not take that load.
+    """
+    for server, m in by_server.items():
+        levels = sorted(int(k[5:-5]) for k in m if k.startswith("paced") and k.endswith("_rate"))
+        rates = [m[f"paced{l}_rate"] / 1000 for l in levels]
+        p99 = [m[f"paced{l}_p99_ms"] for l in levels]
+        ax.plot(rates, p99, "-", color=COLOURS.get(server, "black"), label=server)
+        for level, x, y in zip(levels, rates, p99):
+            kept_up = m[f"paced{level}_achieved"] >= 0.95 * m[f"paced{level}_rate"]
+            ax.plot([x], [y], "o", color=COLOURS.get(server, "black"),
+                    fillstyle="full" if kept_up else "none")
+    ax.set_xlabel("offered load (thousand messages/s)", fontsize=8)
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=8)
+
+
+def plot(report: dict, path: Path) -> None:
+    """
+    Draw C{report}'s medians, one bar per server in each panel, to C{path}.
+    """
+    medians = report["medians"]
+    panels = [p for p in PANELS if p[0] in medians]
+    columns = 3
+    rows = (len(panels) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows),
+                                squeeze=False)
+    for ax, (scenario, key, title, scale) in zip(axes.flat, panels):
+        servers = list(medians[scenario])
+        if key == "paced":
+            _paced(ax, medians[scenario])
+            ax.set_title(title, fontsize=9)
+            continue
+        values = [medians[scenario][s][key] * scale for s in servers]
+        # Hatched: the load generator, not the server, was the limit.
+        hatches = ["//" if medians[scenario][s].get("loadgen_cpu", 0) > 0.9 else ""
+                   for s in servers]
+        bars = ax.bar(servers, values, color=[COLOURS.get(s, "black") for s in servers],
+                      hatch=hatches, edgecolor="white")
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.margins(y=0.15)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    m = report["machine"]
+    pinning = "server on CPU 0, load generator on CPU 1" if m["pinned"] else "not pinned"
+    figure.suptitle(f"soukets benchmark, {m['date']}: {m['cpu']}, {m['cpus']} CPUs, "
+                    f"Python {m['python']}, Twisted {m['twisted']}; {pinning}; "
+                    f"medians of {report['args']['runs']} runs; hatched: the load "
+                    "generator was saturated (over 90 % of its CPU)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,290 @@
+"""
+soukets side by side with the floor relay, Redis and NATS: every scenario,
+in one command.
+
+    python bench/run.py [--runs 3] [--quick] [--only fanout,pairs]
+                        [--servers soukets,floor,redis,nats] [--out DIR]
+
+Each run starts every server afresh on a free loopback port (pinned to CPU
+0, the load generator to CPU 1, when taskset and two CPUs exist), runs the
+scenario against it and stops it by PID.  Redis and NATS come from
+Debian's packages, installed with apt-get if missing.  The script prints a
+table of medians with soukets' ratio to each peer, writes them with every
+run to DIR/bench.json and plots them to DIR/bench.png (DIR defaults to
+bench/results).  It exits non-zero if any run fails its exactness checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scenarios  # noqa: E402
+import servers  # noqa: E402
+from dialects import DIALECTS  # noqa: E402
+
+# The floor runs first: the others' paced pairs use its rate.
+ALL_SERVERS = ["floor", "soukets", "redis", "nats"]
+
+
+@attrs.frozen
+class Scenario:
+    """
+    One scenario: the servers it runs against, the figure it is judged by
+    (and whether more is better), and how to run it at full and quick size.
+    """
+
+    name: str
+    servers: tuple[str, ...]
+    headline: str
+    higher_is_better: bool
+    full: dict
+    quick: dict
+
+    def soukets_args(self, quick: bool) -> list[str]:
+        """
+        How soukets runs for this scenario: clients queue when told to, and
+        rounds last the scenario's timeout.
+        """
+        params = self.quick if quick else self.full
+        args = ["--no-auto-queue"]
+        if "timeout" in params:
+            args += ["--move-timeout", str(params["timeout"])]
+        return args
+
+    def coroutine(self, server: servers.RunningServer, quick: bool, floor: dict | None):
+        """
+        This scenario against C{server}.  C{floor} is what the floor did in
+        the same run, if it ran first: in C{pairs}, every server's paced
+        phases run at fractions of the floor's rate, so that round trips
+        are compared at the same loads.
+        """
+        run = getattr(scenarios, self.name)
+        params = dict(self.quick if quick else self.full)
+        if self.name == "pairs" and floor is not None:
+            params["reference_rate"] = floor["messages_per_s"]
+        if self.name in ("fanout", "pairs", "conns"):
+            return run(server, DIALECTS[server.kind], **params)
+        return run(server, **params)
+
+
+SCENARIOS = [
+    Scenario("fanout", tuple(ALL_SERVERS), "deliveries_per_s", True,
+             full={"subscribers": 100, "messages": 20000, "window": 1000},
+             quick={"subscribers": 20, "messages": 2000, "window": 200}),
+    Scenario("pairs", tuple(ALL_SERVERS), "messages_per_s", True,
+             full={"channels": 500, "exchanges": 200, "paced_seconds": 2.0},
+             quick={"channels": 50, "exchanges": 20, "paced_seconds": 0.3}),
+    Scenario("conns", tuple(ALL_SERVERS), "kib_per_conn", False,
+             full={"connections": 10000},
+             quick={"connections": 300}),
+    Scenario("games", ("soukets",), "games_per_s", True,
+             full={"clients": 1000, "games_each": 5},
+             quick={"clients": 100, "games_each": 2}),
+    Scenario("timers", ("soukets",), "p99_ms", False,
+             full={"rounds": 5000, "timeout": 5.0, "start_rate": 2000.0},
+             quick={"rounds": 100, "timeout": 1.0, "start_rate": 1000.0}),
+]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine() -> dict:
+    """
+    What the figures were measured on.
+    """
+    import twisted
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(l.split(":", 1)[1].strip() for l in info if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "twisted": twisted.__version__,
+        "redis": version([servers.executable("redis-server") or "redis-server", "--version"]),
+        "nats": version([servers.executable("nats-server") or "nats-server", "--version"]),
+        "pinned": servers.can_pin(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def median_figures(runs: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def ratios(scenario: Scenario, medians: dict) -> dict[str, float]:
+    """
+    soukets' figure divided by each peer's, turned so that above 1 means
+    soukets did better.
+    """
+    mine = medians.get("soukets", {}).get(scenario.headline)
+    out = {}
+    for peer, figures in medians.items():
+        if peer == "soukets" or mine is None:
+            continue
+        theirs = figures[scenario.headline]
+        out[peer] = mine / theirs if scenario.higher_is_better else theirs / mine
+    return out
+
+
+def print_profile(path: str, lines: int = 25) -> None:
+    import pstats
+
+    print(f"top of {path}, by own time:")
+    pstats.Stats(path).sort_stats("tottime").print_stats(lines)
+
+
+def _extra(name: str, m: dict) -> str:
+    if name == "pairs":
+        notes = []
+        for level in scenarios.PACED_LEVELS:
+            key = f"paced{round(level * 100)}"
+            short = m[f"{key}_achieved"] < 0.95 * m[f"{key}_rate"]
+            notes.append(f"{m[f'{key}_rate'] / 1000:,.0f}k/s {m[f'{key}_p99_ms']:.1f}"
+                         + ("(sat)" if short else ""))
+        return "paced p99 ms: " + ", ".join(notes)
+    if name == "conns":
+        return f"RSS {m['rss_before_mib']:.1f} -> {m['rss_after_mib']:.1f} MiB"
+    if name == "timers":
+        return f"max {m['max_ms']:.1f} ms"
+    return ""
+
+
+def print_table(chosen: list[Scenario], medians: dict, runs: int) -> None:
+    print(f"\nmedians of {runs} run(s); sk/it = soukets / this server, turned so "
+          "that above 1 means soukets did better")
+    print(f"{'scenario':<8} {'server':<8} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6}  notes")
+    for scenario in chosen:
+        figures = medians.get(scenario.name, {})
+        rs = ratios(scenario, figures)
+        for server, m in figures.items():
+            headline = f"{m[scenario.headline]:,.1f} {scenario.headline}"
+            cells = [f"{m[k]:7.2f}" if k in m else f"{'':7}" for k in ("p50_ms", "p99_ms")]
+            cpu = [f"{m[k]:7.0%}" if k in m else f"{'':7}" for k in ("server_cpu", "loadgen_cpu")]
+            ratio = f"{rs[server]:6.2f}" if server in rs else f"{'':6}"
+            print(f"{scenario.name:<8} {server:<8} {headline:>26} {' '.join(cells)} "
+                  f"{' '.join(cpu)} {ratio}  {_extra(scenario.name, m)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, to check the harness itself")
+    parser.add_argument("--only", default=",".join(s.name for s in SCENARIOS))
+    parser.add_argument("--servers", default=",".join(ALL_SERVERS))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run soukets under cProfile; write DIR/SCENARIO.pstats "
+                        "and print the top of each profile")
+    args = parser.parse_args()
+    wanted = args.servers.split(",")
+    chosen = [s for s in SCENARIOS if s.name in args.only.split(",")]
+
+    raise_fd_limit()
+    if servers.can_pin():
+        os.sched_setaffinity(0, {servers.LOADGEN_CPU})
+        print(f"servers pinned to CPU {servers.SERVER_CPU}, "
+              f"load generator to CPU {servers.LOADGEN_CPU}")
+    else:
+        print("NOT pinned: no taskset, or a single CPU; servers and load "
+              "generator share the CPUs")
+    unavailable = servers.install_peers(wanted)
+    for peer, why in unavailable.items():
+        print(f"{peer}: left out, {why}")
+
+    results: dict[str, dict[str, list[dict]]] = {}
+    failures = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as workdir:
+        for run in range(args.runs):
+            for scenario in chosen:
+                extra = scenario.soukets_args(args.quick)
+                for kind in scenario.servers:
+                    if kind not in wanted or kind in unavailable:
+                        continue
+                    profile = None
+                    if args.profile and kind == "soukets":
+                        Path(args.profile).mkdir(parents=True, exist_ok=True)
+                        profile = str(Path(args.profile) / f"{scenario.name}.pstats")
+                    server = servers.start(kind, workdir, extra, profile)
+                    floor = results.get(scenario.name, {}).get("floor", [])
+                    floor = floor[run] if len(floor) > run else None
+                    try:
+                        figures = asyncio.run(scenario.coroutine(server, args.quick, floor))
+                    except scenarios.BenchFailure as e:
+                        failures.append(f"run {run + 1}, {scenario.name}, {kind}: {e}")
+                        print(f"FAILED {failures[-1]}", flush=True)
+                        continue
+                    finally:
+                        server.stop()
+                    if profile:
+                        print_profile(profile)
+                    results.setdefault(scenario.name, {}).setdefault(kind, []).append(figures)
+                    print(f"run {run + 1} {scenario.name:<7} {kind:<8} "
+                          f"{figures[scenario.headline]:,.1f} {scenario.headline}", flush=True)
+
+    medians = {name: {kind: median_figures(runs) for kind, runs in by_server.items()}
+               for name, by_server in results.items()}
+    print_table(chosen, medians, args.runs)
+    print(f"\ntook {time.monotonic() - started:.0f} s")
+    report = {
+        "machine": machine(),
+        "args": vars(args),
+        "unavailable": unavailable,
+        "failures": failures,
+        "medians": medians,
+        "ratios": {s.name: ratios(s, medians.get(s.name, {})) for s in chosen},
+        "runs": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out / 'bench.json'}")
+    if not args.no_plot:
+        from plot import plot
+
+        plot(report, out / "bench.png")
+        print(f"wrote {out / 'bench.png'}")
+    for failure in failures:
+        print(f"FAILED {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

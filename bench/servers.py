@@ -1,0 +1,180 @@
+"""
+The servers the benchmark measures, each started on a free loopback port
+(pinned to CPU 0 when it can be) and stopped by PID: soukets, the floor
+relay (C{floor.py}), Redis and NATS.  Also what the benchmark reads of a
+server process from /proc: its RSS, its CPU time and its open files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import attrs
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent
+SERVER_CPU = 0
+LOADGEN_CPU = 1
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+# Debian package and executable of each peer the script installs if missing.
+PEER_PACKAGES = {"redis": ("redis-server", "redis-server"),
+                 "nats": ("nats-server", "nats-server")}
+
+
+def can_pin() -> bool:
+    """
+    Whether the servers and the load generator can each have a CPU.
+    """
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def executable(name: str) -> str | None:
+    """
+    Where C{name} is, looking in the sbin directories too (Debian puts
+    nats-server in /usr/sbin).
+    """
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=path)
+
+
+def install_peers(names: list[str]) -> dict[str, str]:
+    """
+    Install the Debian packages of the peers in C{names} that are missing
+    (as root, with apt-get).
+
+    @return: why each peer that is still unavailable is so.
+    """
+    missing = [n for n in names if n in PEER_PACKAGES and not executable(PEER_PACKAGES[n][1])]
+    unavailable: dict[str, str] = {}
+    if not missing:
+        return unavailable
+    packages = [PEER_PACKAGES[n][0] for n in missing]
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing {' '.join(packages)} with apt-get", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        command = ["apt-get", "install", "-y", "-qq", *packages]
+        if subprocess.run(command, env=env, capture_output=True).returncode:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+            subprocess.run(command, env=env, capture_output=True)
+    for name in missing:
+        if not executable(PEER_PACKAGES[name][1]):
+            unavailable[name] = (f"{PEER_PACKAGES[name][0]} is not installed and "
+                                 "could not be (needs root and apt-get)")
+    return unavailable
+
+
+def _pinned(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(SERVER_CPU), *argv] if can_pin() else argv
+
+
+@attrs.define
+class RunningServer:
+    """
+    One server process the benchmark started, listening on C{port}.
+    """
+
+    kind: str
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        """
+        The process's resident set size, in KiB.
+        """
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no VmRSS for {self.pid}")
+
+    def cpu_seconds(self) -> float:
+        """
+        User and system CPU time the process has used so far.
+        """
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def open_files(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def stop(self) -> None:
+        """
+        Stop the process by its PID: SIGTERM, then SIGKILL if it lingers.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT)
+
+
+def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
+                profile: str | None = None) -> list[str]:
+    """
+    The command line that runs server C{kind} on 127.0.0.1:C{port}; soukets
+    under cProfile, writing to C{profile}, if given.
+    """
+    if kind == "soukets":
+        python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+        return [*python, "-m", "soukets",
+                "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
+                "--max-clients", "100000", "--max-rate", "10000000",
+                "--counter-file", os.path.join(workdir, f"clients-{port}.json"),
+                *soukets_args]
+    if kind == "floor":
+        return [sys.executable, str(HERE / "floor.py"), str(port)]
+    if kind == "redis":
+        return [executable("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--maxclients", "20000",
+                "--protected-mode", "no", "--dir", workdir, "--loglevel", "warning"]
+    if kind == "nats":
+        return [executable("nats-server"), "-a", "127.0.0.1", "-p", str(port)]
+    raise ValueError(kind)
+
+
+def start(kind: str, workdir: str, soukets_args: list[str] = (),
+          profile: str | None = None) -> RunningServer:
+    """
+    Start server C{kind} on a free loopback port; return once it accepts
+    connections.
+    """
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    process = subprocess.Popen(
+        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile)),
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RunningServer(kind, port, process)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited at start with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{kind} did not start within {START_TIMEOUT} s")

@@ -1,0 +1,122 @@
+"""
+Tests for the benchmark harness in C{bench/}: its counting and checks, and
+one quick run of every scenario against soukets, the floor, Redis and
+NATS (figures are not checked, only that every run was exact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.daemon import CHECKOUT, environment
+
+sys.path.insert(0, str(CHECKOUT / "bench"))
+
+import scenarios  # noqa: E402
+from dialects import DIALECTS, MEASURED, WARMUP  # noqa: E402
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def counting(kind: str, check_order: bool = False) -> scenarios.Counting:
+    async def make() -> scenarios.Counting:
+        conn = scenarios.Counting(DIALECTS[kind], check_order=check_order)
+        conn.connection_made(FakeTransport())
+        return conn
+
+    return asyncio.run(make())
+
+
+def delivery(kind: str, seq: int, marker: str = MEASURED, stamp: bool = False) -> bytes:
+    """
+    What server C{kind} sends a subscriber for one published payload.
+    """
+    text = scenarios.payload(seq, marker, stamp)
+    if kind == "soukets":
+        return f'bench;{{"type":"message","from":"x-1","data":"{text}"}}\n'.encode()
+    if kind == "floor":
+        return DIALECTS["floor"].publish("bench", text)
+    if kind == "redis":
+        return (f">3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n${len(text)}\r\n{text}\r\n").encode()
+    return f"MSG bench 1 {len(text)}\r\n{text}\r\n".encode()
+
+
+class CountingTests(SynchronousTestCase):
+    def test_counts_across_any_cut(self) -> None:
+        """
+        Deliveries are counted exactly wherever the stream is cut, in every
+        dialect; warm-up messages are counted apart.
+        """
+        for kind in DIALECTS:
+            stream = delivery(kind, 0, WARMUP) + b"".join(
+                delivery(kind, seq, stamp=seq % 3 == 0) for seq in range(10))
+            for size in (1, 2, 3, 7, 50, len(stream)):
+                conn = counting(kind, check_order=True)
+                for start in range(0, len(stream), size):
+                    conn.data_received(stream[start:start + size])
+                self.assertEqual((conn.measured, conn.warm), (10, 1), (kind, size))
+                self.assertIsNone(conn.error, (kind, size))
+                self.assertEqual(len(conn.latencies), 4, (kind, size))
+
+    def test_gap_detected(self) -> None:
+        conn = counting("soukets", check_order=True)
+        conn.data_received(delivery("soukets", 0) + delivery("soukets", 2))
+        self.assertIsInstance(conn.error, scenarios.BenchFailure)
+
+    def test_reorder_detected(self) -> None:
+        conn = counting("nats", check_order=True)
+        conn.data_received(delivery("nats", 1) + delivery("nats", 0))
+        self.assertIsInstance(conn.error, scenarios.BenchFailure)
+
+    def test_hello(self) -> None:
+        self.assertEqual(counting("redis").transport.written, b"HELLO 3\r\n")
+        self.assertIn(b'"echo":false', counting("nats").transport.written)
+
+    def test_percentiles(self) -> None:
+        figures = scenarios.percentiles([i / 1000 for i in range(1, 101)])
+        self.assertEqual((figures["p50_ms"], figures["p99_ms"], figures["max_ms"]),
+                         (51.0, 100.0, 100.0))
+        self.assertRaises(scenarios.BenchFailure, scenarios.percentiles, [])
+
+
+class QuickRunTests(SynchronousTestCase):
+    def test_every_scenario_every_server(self) -> None:
+        """
+        C{bench/run.py --quick} runs every scenario against every server it
+        applies to, with no failed check, and writes its report and plot.
+        """
+        with tempfile.TemporaryDirectory() as out:
+            run = subprocess.run(
+                [sys.executable, str(CHECKOUT / "bench" / "run.py"), "--quick",
+                 "--runs", "1", "--out", out],
+                env=environment(), capture_output=True, text=True, timeout=300)
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            report = json.loads((Path(out) / "bench.json").read_text())
+            self.assertTrue((Path(out) / "bench.png").stat().st_size > 10_000)
+        self.assertEqual(report["failures"], [])
+        self.assertEqual(report["unavailable"], {})
+        everyone = {"soukets", "floor", "redis", "nats"}
+        medians = report["medians"]
+        for name in ("fanout", "pairs", "conns"):
+            self.assertEqual(set(medians[name]), everyone, name)
+            self.assertEqual(set(report["ratios"][name]), everyone - {"soukets"})
+        self.assertEqual(set(medians["games"]), {"soukets"})
+        self.assertEqual(set(medians["timers"]), {"soukets"})
+        self.assertGreater(medians["fanout"]["soukets"]["deliveries_per_s"], 0)
+        self.assertGreater(medians["games"]["soukets"]["games_per_s"], 0)
+        for name, servers in (("fanout", everyone), ("games", {"soukets"})):
+            for server in servers:
+                self.assertRegex(run.stdout, rf"(?m)^{name} +{server} ")
