@@ -1,10 +1,14 @@
 """
 The benchmark's figures as one PNG: throughput, latency and memory per
 server, from the report C{run.py} writes.
+
+    python bench/plot.py bench/results/bench.json bench/results/bench.png
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "redis": "#1f77b4", "nats": "#2ca02c"}
+BASELINE = "#ff9896"  # soukets@REF, an earlier soukets
 
 # (scenario, figure, title, scale)
 PANELS = [
@@ -28,6 +33,10 @@ PANELS = [
 ]
 
 
+def _colour(server: str) -> str:
+    return COLOURS.get(server, BASELINE if server.startswith("soukets@") else "black")
+
+
 def _paced(ax, by_server: dict) -> None:
     """
     p99 round trip against the offered load, one line per server; a hollow
@@ -37,10 +46,10 @@ def _paced(ax, by_server: dict) -> None:
         levels = sorted(int(k[5:-5]) for k in m if k.startswith("paced") and k.endswith("_rate"))
         rates = [m[f"paced{l}_rate"] / 1000 for l in levels]
         p99 = [m[f"paced{l}_p99_ms"] for l in levels]
-        ax.plot(rates, p99, "-", color=COLOURS.get(server, "black"), label=server)
+        ax.plot(rates, p99, "-", color=_colour(server), label=server)
         for level, x, y in zip(levels, rates, p99):
             kept_up = m[f"paced{level}_achieved"] >= 0.95 * m[f"paced{level}_rate"]
-            ax.plot([x], [y], "o", color=COLOURS.get(server, "black"),
+            ax.plot([x], [y], "o", color=_colour(server),
                     fillstyle="full" if kept_up else "none")
     ax.set_xlabel("offered load (thousand messages/s)", fontsize=8)
     ax.set_yscale("log")
@@ -68,7 +77,7 @@ def plot(report: dict, path: Path) -> None:
         # Hatched: the load generator, not the server, was the limit.
         hatches = ["//" if medians[scenario][s].get("loadgen_cpu", 0) > 0.9 else ""
                    for s in servers]
-        bars = ax.bar(servers, values, color=[COLOURS.get(s, "black") for s in servers],
+        bars = ax.bar(servers, values, color=[_colour(s) for s in servers],
                       hatch=hatches, edgecolor="white")
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(title, fontsize=9)
@@ -79,9 +88,15 @@ def plot(report: dict, path: Path) -> None:
     m = report["machine"]
     pinning = "server on CPU 0, load generator on CPU 1" if m["pinned"] else "not pinned"
     figure.suptitle(f"soukets benchmark, {m['date']}: {m['cpu']}, {m['cpus']} CPUs, "
-                    f"Python {m['python']}, Twisted {m['twisted']}; {pinning}; "
-                    f"medians of {report['args']['runs']} runs; hatched: the load "
-                    "generator was saturated (over 90 % of its CPU)", fontsize=9)
+                    f"Python {m['python']}, Twisted {m['twisted']}, {m['redis']}, "
+                    f"{m['nats']}\n{pinning}; medians of {report['args']['runs']} runs; "
+                    "hatched: the load generator was saturated (over 90 % of its CPU), "
+                    "so the server could do more", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+if __name__ == "__main__":
+    # python bench/plot.py REPORT.json OUT.png: draw a report again.
+    plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -78,7 +79,8 @@ class Scenario:
         if self.name == "pairs" and floor is not None:
             params["reference_rate"] = floor["messages_per_s"]
         if self.name in ("fanout", "pairs", "conns"):
-            return run(server, DIALECTS[server.kind], **params)
+            dialect = DIALECTS["soukets" if servers.is_soukets(server.kind) else server.kind]
+            return run(server, dialect, **params)
         return run(server, **params)
 
 
@@ -101,6 +103,19 @@ SCENARIOS = [
 ]
 
 
+def export(ref: str, workdir: str) -> Path:
+    """
+    The source tree of this repository at git C{ref}, exported under
+    C{workdir}.
+    """
+    target = Path(workdir) / f"soukets-{ref.replace('/', '_')}"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(servers.CHECKOUT), "archive", ref],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -108,11 +123,16 @@ def raise_fd_limit() -> None:
 
 
 def version(argv: list[str]) -> str:
+    """
+    The version number a program prints (C{v=7.0.15}, C{v2.9.10}), or
+    C{unknown}.
+    """
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+    found = re.search(r"v=?(\d+(?:\.\d+)+)", out.stdout + out.stderr)
+    return found.group(1) if found else "unknown"
 
 
 def machine() -> dict:
@@ -133,8 +153,10 @@ def machine() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "twisted": twisted.__version__,
-        "redis": version([servers.executable("redis-server") or "redis-server", "--version"]),
-        "nats": version([servers.executable("nats-server") or "nats-server", "--version"]),
+        "redis": "Redis " + version([servers.executable("redis-server") or "redis-server",
+                                     "--version"]),
+        "nats": "NATS " + version([servers.executable("nats-server") or "nats-server",
+                                   "--version"]),
         "pinned": servers.can_pin(),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -185,7 +207,7 @@ def _extra(name: str, m: dict) -> str:
 def print_table(chosen: list[Scenario], medians: dict, runs: int) -> None:
     print(f"\nmedians of {runs} run(s); sk/it = soukets / this server, turned so "
           "that above 1 means soukets did better")
-    print(f"{'scenario':<8} {'server':<8} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
+    print(f"{'scenario':<8} {'server':<16} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6}  notes")
     for scenario in chosen:
         figures = medians.get(scenario.name, {})
@@ -195,7 +217,7 @@ def print_table(chosen: list[Scenario], medians: dict, runs: int) -> None:
             cells = [f"{m[k]:7.2f}" if k in m else f"{'':7}" for k in ("p50_ms", "p99_ms")]
             cpu = [f"{m[k]:7.0%}" if k in m else f"{'':7}" for k in ("server_cpu", "loadgen_cpu")]
             ratio = f"{rs[server]:6.2f}" if server in rs else f"{'':6}"
-            print(f"{scenario.name:<8} {server:<8} {headline:>26} {' '.join(cells)} "
+            print(f"{scenario.name:<8} {server:<16} {headline:>26} {' '.join(cells)} "
                   f"{' '.join(cpu)} {ratio}  {_extra(scenario.name, m)}")
 
 
@@ -209,6 +231,9 @@ def main() -> int:
     parser.add_argument("--servers", default=",".join(ALL_SERVERS))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also run soukets as of git REF (as server soukets@REF), "
+                        "for before/after figures in one command")
     parser.add_argument("--profile", metavar="DIR",
                         help="run soukets under cProfile; write DIR/SCENARIO.pstats "
                         "and print the top of each profile")
@@ -232,17 +257,23 @@ def main() -> int:
     failures = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as workdir:
+        code = {}
+        if args.baseline:
+            code[f"soukets@{args.baseline}"] = export(args.baseline, workdir)
+            wanted.append(f"soukets@{args.baseline}")
         for run in range(args.runs):
             for scenario in chosen:
                 extra = scenario.soukets_args(args.quick)
-                for kind in scenario.servers:
+                kinds = [*scenario.servers, *code]
+                for kind in kinds:
                     if kind not in wanted or kind in unavailable:
                         continue
                     profile = None
                     if args.profile and kind == "soukets":
                         Path(args.profile).mkdir(parents=True, exist_ok=True)
                         profile = str(Path(args.profile) / f"{scenario.name}.pstats")
-                    server = servers.start(kind, workdir, extra, profile)
+                    server = servers.start(kind, workdir, extra, profile,
+                                           code.get(kind, servers.CHECKOUT))
                     floor = results.get(scenario.name, {}).get("floor", [])
                     floor = floor[run] if len(floor) > run else None
                     try:

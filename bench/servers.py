@@ -130,13 +130,21 @@ class RunningServer:
                 self.process.wait(STOP_TIMEOUT)
 
 
+def is_soukets(kind: str) -> bool:
+    """
+    Whether C{kind} is soukets: this checkout's, or C{soukets@REF}, an
+    earlier version to compare with (see C{run.py --baseline}).
+    """
+    return kind == "soukets" or kind.startswith("soukets@")
+
+
 def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
                 profile: str | None = None) -> list[str]:
     """
     The command line that runs server C{kind} on 127.0.0.1:C{port}; soukets
     under cProfile, writing to C{profile}, if given.
     """
-    if kind == "soukets":
+    if is_soukets(kind):
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
         return [*python, "-m", "soukets",
                 "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
@@ -155,13 +163,13 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
 
 
 def start(kind: str, workdir: str, soukets_args: list[str] = (),
-          profile: str | None = None) -> RunningServer:
+          profile: str | None = None, code: Path = CHECKOUT) -> RunningServer:
     """
-    Start server C{kind} on a free loopback port; return once it accepts
-    connections.
+    Start server C{kind} on a free loopback port, soukets from the source
+    tree C{code}; return once it accepts connections.
     """
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
+    env = dict(os.environ, PYTHONPATH=str(code))
     process = subprocess.Popen(
         _pinned(server_argv(kind, port, workdir, list(soukets_args), profile)),
         cwd=workdir, env=env, stdin=subprocess.DEVNULL,

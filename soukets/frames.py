@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import attrs
 
@@ -121,11 +121,12 @@ class LineSplitter:
     _buffer: bytearray = attrs.field(factory=bytearray)
     _discarding: int = 0  # bytes dropped so far of an over-long line
 
-    def feed(self, data: bytes) -> Iterator[bytes | LineTooLong]:
+    def feed(self, data: bytes) -> list[bytes | LineTooLong]:
         """
-        Take C{data}; yield every complete line it ends (without its line
+        Take C{data}; return every complete line it ends (without its line
         ending), and a L{LineTooLong} for every line that was too long.
         """
+        lines: list[bytes | LineTooLong] = []
         start = 0
         end = len(data)
         while start < end:
@@ -133,12 +134,12 @@ class LineSplitter:
             if self._discarding:
                 if newline < 0:
                     self._discarding += end - start
-                    return
+                    return lines
                 self._discarding += newline - start
                 too_long = LineTooLong(self._discarding)
                 self._discarding = 0
                 start = newline + 1
-                yield too_long
+                lines.append(too_long)
                 continue
             if newline < 0:
                 self._buffer += data[start:]
@@ -149,7 +150,7 @@ class LineSplitter:
                 ):
                     self._discarding = len(self._buffer)
                     del self._buffer[:]
-                return
+                return lines
             if self._buffer:
                 self._buffer += data[start:newline]
                 line = bytes(self._buffer)
@@ -160,9 +161,10 @@ class LineSplitter:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > self.max_line:
-                yield LineTooLong(len(line))
+                lines.append(LineTooLong(len(line)))
             else:
-                yield line
+                lines.append(line)
+        return lines
 
     @property
     def pending(self) -> int:
