@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from soukets.counter import Admission, HostCounterService
 from soukets.frames import CONTROL, SERVER_FULL, ProtocolError, encode_frame
+from soukets.immediate import writer_for
 from soukets.server import Server
 from soukets.session import Session
 
@@ -93,6 +94,7 @@ class SouketsProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._outbox: list[bytes] = []
+        self._send = writer_for(self.transport)
         self.factory.connections.add(self)
         self.closed: Deferred[None] = Deferred()
         self._guard = SlowReaderGuard(self.factory.max_buffer, self._cut_off)
@@ -152,7 +154,7 @@ class SouketsProtocol(Protocol):
             outbox = self._outbox
             data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
             outbox.clear()
-            self.transport.write(data)
+            self._send(data)
             self._guard.wrote(len(data))
 
     def _disconnect(self) -> None:

@@ -22,10 +22,22 @@ from tests.support import parse, synchronous
 
 
 class KeepAliveTransport(StringTransport):
+    """
+    A transport that records its keep-alive setting, and each write.
+    """
+
     keepalive = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
 
     def setTcpKeepAlive(self, enabled: bool) -> None:
         self.keepalive = enabled
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
 
 
 class ProtocolTests(SynchronousTestCase):
@@ -174,12 +186,11 @@ class ProtocolTests(SynchronousTestCase):
         """
         a, ta = self.connect()
         self.frames(ta)
-        writes: list[bytes] = []
-        ta.write = writes.append  # type: ignore[method-assign]
+        del ta.writes[:]
         a.dataReceived(b';{"type":"ping"}\n' * 5)
-        self.assertEqual(writes, [])
+        self.assertEqual(ta.writes, [])
         self.clock.advance(0)
-        self.assertEqual(writes, [b';{"type":"pong"}\n' * 5])
+        self.assertEqual(ta.writes, [b';{"type":"pong"}\n' * 5])
 
     def test_guard_paused_on_every_write(self) -> None:
         """
