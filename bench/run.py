@@ -163,21 +163,23 @@ def machine() -> dict:
 
 
 def median_figures(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "run"}
 
 
-def ratios(scenario: Scenario, medians: dict) -> dict[str, float]:
+def ratios(scenario: Scenario, runs: dict[str, list[dict]]) -> dict[str, float]:
     """
-    soukets' figure divided by each peer's, turned so that above 1 means
-    soukets did better.
+    soukets' figure over each other server's, turned so that above 1 means
+    soukets did better: the median of the ratios within each run, which
+    cancels the machine's drift from one run to the next.
     """
-    mine = medians.get("soukets", {}).get(scenario.headline)
+    mine = {r["run"]: r[scenario.headline] for r in runs.get("soukets", [])}
     out = {}
-    for peer, figures in medians.items():
-        if peer == "soukets" or mine is None:
-            continue
-        theirs = figures[scenario.headline]
-        out[peer] = mine / theirs if scenario.higher_is_better else theirs / mine
+    for peer, figures in runs.items():
+        pairs = [(mine[r["run"]], r[scenario.headline]) for r in figures
+                 if peer != "soukets" and r["run"] in mine]
+        if pairs:
+            out[peer] = statistics.median(
+                a / b if scenario.higher_is_better else b / a for a, b in pairs)
     return out
 
 
@@ -204,14 +206,14 @@ def _extra(name: str, m: dict) -> str:
     return ""
 
 
-def print_table(chosen: list[Scenario], medians: dict, runs: int) -> None:
-    print(f"\nmedians of {runs} run(s); sk/it = soukets / this server, turned so "
-          "that above 1 means soukets did better")
+def print_table(chosen: list[Scenario], medians: dict, results: dict, runs: int) -> None:
+    print(f"\nmedians of {runs} run(s); sk/it = soukets / this server within each run "
+          "(median), turned so that above 1 means soukets did better")
     print(f"{'scenario':<8} {'server':<16} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6}  notes")
     for scenario in chosen:
         figures = medians.get(scenario.name, {})
-        rs = ratios(scenario, figures)
+        rs = ratios(scenario, results.get(scenario.name, {}))
         for server, m in figures.items():
             headline = f"{m[scenario.headline]:,.1f} {scenario.headline}"
             cells = [f"{m[k]:7.2f}" if k in m else f"{'':7}" for k in ("p50_ms", "p99_ms")]
@@ -286,13 +288,14 @@ def main() -> int:
                         server.stop()
                     if profile:
                         print_profile(profile)
+                    figures["run"] = run + 1
                     results.setdefault(scenario.name, {}).setdefault(kind, []).append(figures)
                     print(f"run {run + 1} {scenario.name:<7} {kind:<8} "
                           f"{figures[scenario.headline]:,.1f} {scenario.headline}", flush=True)
 
     medians = {name: {kind: median_figures(runs) for kind, runs in by_server.items()}
                for name, by_server in results.items()}
-    print_table(chosen, medians, args.runs)
+    print_table(chosen, medians, results, args.runs)
     print(f"\ntook {time.monotonic() - started:.0f} s")
     report = {
         "machine": machine(),
@@ -300,7 +303,7 @@ def main() -> int:
         "unavailable": unavailable,
         "failures": failures,
         "medians": medians,
-        "ratios": {s.name: ratios(s, medians.get(s.name, {})) for s in chosen},
+        "ratios": {s.name: ratios(s, results.get(s.name, {})) for s in chosen},
         "runs": results,
     }
     out = Path(args.out)
