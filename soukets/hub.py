@@ -15,19 +15,20 @@ from soukets.frames import (
     ProtocolError,
     encode_message,
 )
+from soukets.outbox import Owed, Run
 
 
 class Subscriber(Protocol):
     """
-    What the hub needs of a client: its id, and a way to hand it the bytes
-    of a frame.
+    What the hub needs of a client: its id, and a way to hand it frames.
     """
 
     client_id: str
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Owed) -> None:
         """
-        Queue C{data}, the bytes of one or more whole frames, for the client.
+        Queue C{data} for the client: the bytes of one or more whole frames,
+        or a L{Run} of messages that may still grow (see L{soukets.outbox}).
         """
 
 
@@ -42,6 +43,11 @@ class Channel:
     name: str
     players: set[Subscriber] | None = None
     members: dict[Subscriber, None] = attrs.field(factory=dict)
+    # The run that the next message may join, who it leaves out, and how
+    # many receivers it has.
+    _run: Run | None = None
+    _run_exclude: Subscriber | None = None
+    _run_receivers: int = 0
 
     @property
     def is_lobby(self) -> bool:
@@ -49,14 +55,48 @@ class Channel:
 
     def send(self, data: bytes, exclude: Subscriber | None = None) -> int:
         """
-        Hand C{data} to every member but C{exclude}; return how many got it.
+        Hand C{data}, the bytes of one frame, to every member but
+        C{exclude}; return how many got it.
+
+        Frames sent in a row to the same receivers join one L{Run}, which
+        each receiver was handed once.  (A lone receiver is simply handed
+        the bytes: a run would save it nothing.)
         """
-        receivers = 0
-        for member in tuple(self.members):
+        run = self._run
+        if run is not None and not run.sealed and self._run_exclude is exclude:
+            run.add(data)
+            return self._run_receivers
+        members = tuple(self.members)
+        receivers = len(members) - (exclude in self.members)
+        item: Owed = data if receivers < 2 else Run([data])
+        for member in members:
             if member is not exclude:
-                member.send(data)
-                receivers += 1
+                member.send(item)
+        if item is not data:
+            self._run, self._run_exclude, self._run_receivers = item, exclude, receivers
         return receivers
+
+    def join(self, subscriber: Subscriber) -> None:
+        """
+        Make C{subscriber} a member (it gets nothing sent before).
+        """
+        self.seal()
+        self.members[subscriber] = None
+
+    def part(self, subscriber: Subscriber) -> None:
+        """
+        Take C{subscriber} off the members (it gets nothing sent after).
+        """
+        self.seal()
+        del self.members[subscriber]
+
+    def seal(self) -> None:
+        """
+        Let the next frame start a new run.
+        """
+        if self._run is not None:
+            self._run.sealed = True
+            self._run = None
 
 
 def _forbidden(name: str) -> ProtocolError:
@@ -107,7 +147,7 @@ class ChannelHub:
             channel = self._channels[name] = Channel(name)
         elif channel.players is not None and subscriber not in channel.players:
             raise _forbidden(name)
-        channel.members[subscriber] = None
+        channel.join(subscriber)
         self._subscriptions.setdefault(subscriber, set()).add(name)
         return len(channel.members)
 
@@ -156,7 +196,7 @@ class ChannelHub:
         assert name not in self._channels, name
         channel = self._channels[name] = Channel(name, players=set(players))
         for player in channel.players:  # type: ignore[union-attr]
-            channel.members[player] = None
+            channel.join(player)
             self._subscriptions.setdefault(player, set()).add(name)
         return channel
 
@@ -179,6 +219,7 @@ class ChannelHub:
         channel = self._channels.pop(name, None)
         if channel is None:
             return
+        channel.seal()
         for member in channel.members:
             self._forget(member, name)
         channel.members.clear()
@@ -192,14 +233,14 @@ class ChannelHub:
         left = []
         for name in sorted(self._subscriptions.pop(subscriber, ())):
             channel = self._channels[name]
-            del channel.members[subscriber]
+            channel.part(subscriber)
             if not channel.members:
                 del self._channels[name]
             left.append(channel)
         return left
 
     def _leave(self, channel: Channel, subscriber: Subscriber) -> None:
-        del channel.members[subscriber]
+        channel.part(subscriber)
         self._forget(subscriber, channel.name)
         if not channel.members:
             del self._channels[channel.name]

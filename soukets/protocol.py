@@ -19,6 +19,7 @@ from zope.interface import implementer
 from soukets.counter import Admission, HostCounterService
 from soukets.frames import CONTROL, SERVER_FULL, ProtocolError, encode_frame
 from soukets.immediate import writer_for
+from soukets.outbox import Outbox, Owed
 from soukets.server import Server
 from soukets.session import Session
 
@@ -93,7 +94,7 @@ class SouketsProtocol(Protocol):
     log = Logger()
 
     def connectionMade(self) -> None:
-        self._outbox: list[bytes] = []
+        self._outbox = Outbox()
         self._send = writer_for(self.transport)
         self.factory.connections.add(self)
         self.closed: Deferred[None] = Deferred()
@@ -139,21 +140,19 @@ class SouketsProtocol(Protocol):
         self.session.start()
         self.transport.resumeProducing()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: Owed) -> None:
         # Frames owed to this client wait in its outbox until the end of
         # the reactor turn, then go to the transport in one write.
         if not self._outbox:
             self.factory.owe(self)
-        self._outbox.append(data)
+        self._outbox.add(data)
 
     def flush(self) -> None:
         """
         Hand everything in the outbox to the transport, in one write.
         """
         if self._outbox and self.state is ConnectionState.OPEN:
-            outbox = self._outbox
-            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-            outbox.clear()
+            data = self._outbox.take()
             self._send(data)
             self._guard.wrote(len(data))
 

@@ -28,6 +28,7 @@ from soukets.frames import (
     with_id,
 )
 from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
+from soukets.outbox import Owed
 
 if TYPE_CHECKING:
     from soukets.server import Server
@@ -56,7 +57,7 @@ class Session:
 
     client_id: str
     server: Server
-    output: Callable[[bytes], None]
+    output: Callable[[Owed], None]
     disconnect: Callable[[], None]
     pause_reading: Callable[[], None] = lambda: None
     resume_reading: Callable[[], None] = lambda: None
@@ -83,9 +84,10 @@ class Session:
 
     # Output
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Owed) -> None:
         """
-        Send the bytes of whole frames to the client (if still connected).
+        Send whole frames to the client (if still connected): their bytes,
+        or a run of a channel's messages.
         """
         if self.state is SessionState.OPEN:
             self.output(data)

@@ -12,6 +12,7 @@ import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 
+from soukets.outbox import Outbox, Owed
 from soukets.server import Server, ServerSettings
 from soukets.session import Session
 
@@ -38,18 +39,16 @@ class Recorder:
 
     client_id: str
     name: str = ""
-    received: bytearray = attrs.field(factory=bytearray)
+    received: Outbox = attrs.field(factory=Outbox)
 
-    def send(self, data: bytes) -> None:
-        self.received += data
+    def send(self, data: Owed) -> None:
+        self.received.add(data)
 
     def frames(self) -> list[tuple[str, dict[str, Any]]]:
         """
         Every frame received since the last call.
         """
-        frames = parse(bytes(self.received))
-        del self.received[:]
-        return frames
+        return parse(self.received.take())
 
 
 def synchronous(f: Any) -> Deferred[Any]:
@@ -68,17 +67,17 @@ class Harness:
     settings: ServerSettings = attrs.field(factory=ServerSettings)
     clock: Clock = attrs.field(factory=Clock)
     server: Server = attrs.field(init=False)
-    outputs: dict[str, bytearray] = attrs.field(factory=dict)
+    outputs: dict[str, Outbox] = attrs.field(factory=dict)
     disconnected: list[str] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         self.server = Server(self.settings, self.clock)
 
     def connect(self, start: bool = True) -> Session:
-        output = bytearray()
+        output = Outbox()
         holder: list[Session] = []
         session = self.server.connect(
-            output.extend, lambda: self.disconnected.append(holder[0].client_id)
+            output.add, lambda: self.disconnected.append(holder[0].client_id)
         )
         holder.append(session)
         self.outputs[session.client_id] = output
@@ -86,14 +85,17 @@ class Harness:
             session.start()
         return session
 
+    def take(self, session: Session) -> bytes:
+        """
+        The bytes C{session} was sent since the last call.
+        """
+        return self.outputs[session.client_id].take()
+
     def frames(self, session: Session) -> list[tuple[str, dict[str, Any]]]:
         """
         Every frame C{session} was sent since the last call.
         """
-        output = self.outputs[session.client_id]
-        frames = parse(bytes(output))
-        del output[:]
-        return frames
+        return parse(self.take(session))
 
     def send(self, session: Session, line: str) -> list[tuple[str, dict[str, Any]]]:
         """

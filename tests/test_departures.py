@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from soukets.lobby import LOBBY_ID_BYTES
 from soukets.server import ServerSettings
 
-from tests.support import Harness
+from tests.support import Harness, parse
 
 LEAVE_WAYS = ("disconnect", "unsubscribe")
 
@@ -136,8 +136,8 @@ class LobbyPrivacyTests(SynchronousTestCase):
         ):
             h.send(eve, line)
         h.send(a, channel + ';{"type":"move","move":"rock"}')
-        seen = bytes(h.outputs[eve.client_id])
-        everything = b"".join(json.dumps(body).encode() for _, body in h.frames(eve))
+        seen = h.take(eve)
+        everything = b"".join(json.dumps(body).encode() for _, body in parse(seen))
         self.assertNotIn(channel.encode(), seen + everything)
         self.assertEqual(h.server.hub.get(channel).members.keys(), {a, b})
 

@@ -214,14 +214,13 @@ class ChannelTests(SynchronousTestCase):
         (not encoded again); loosely written data is relayed compact.
         """
         self.h.send(self.b, 'room;{"type":"subscribe"}')
-        output = self.h.outputs[self.b.client_id]
         for data, relayed in (('1E5', '1E5'), ('"\\u00e9"', '"\\u00e9"'),
                               ('{"a":[1.50]}', '{"a":[1.50]}'),
                               ('{"a": [1.50]}', '{"a":[1.5]}')):
-            del output[:]
+            self.h.take(self.b)
             self.h.send(self.a, 'room;{"type":"publish","data":%s}' % data)
             self.assertEqual(
-                bytes(output),
+                self.h.take(self.b),
                 ('room;{"type":"message","from":"%s","data":%s}\n'
                  % (self.a.client_id, relayed)).encode(),
             )
@@ -255,7 +254,7 @@ class ChannelTests(SynchronousTestCase):
         self.assertIsNone(self.h.server.hub.get("room"))
         self.assertNotIn(self.a.client_id, self.h.server.sessions)
         self.a.send(b"late")  # nothing is written after the connection is gone
-        self.assertEqual(self.h.outputs[self.a.client_id], b"")
+        self.assertEqual(self.h.take(self.a), b"")
 
 
 class LobbyTests(SynchronousTestCase):

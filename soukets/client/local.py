@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from soukets.client.app import ClientApp, frames_of
 from soukets.games.rps import BEATS, SHAPES
+from soukets.outbox import next_turn
 from soukets.server import Server, ServerSettings
 from soukets.session import Session
 
@@ -65,12 +66,9 @@ class Bot:
     _lobby: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.session = self.server.connect(self._output, lambda: None)
+        self.session = self.server.connect(next_turn(self.clock, self._read), lambda: None)
         self.session.name = BOT_NAME
         self.session.start()
-
-    def _output(self, data: bytes) -> None:
-        self.clock.callLater(0, self._read, data)
 
     def _send(self, line: str) -> None:
         self.session.data_received(line.encode("utf-8") + b"\n")
@@ -114,13 +112,10 @@ def play_locally(
     Bot(server, clock, STRATEGIES[strategy], rng or random.Random())
 
     def to_app(data: bytes) -> None:
-        def deliver() -> None:
-            for line in data.splitlines():
-                app.line_received(line)
+        for line in data.splitlines():
+            app.line_received(line)
 
-        clock.callLater(0, deliver)
-
-    session = server.connect(to_app, lambda: None)
+    session = server.connect(next_turn(clock, to_app), lambda: None)
 
     def to_server(data: bytes) -> None:
         clock.callLater(0, session.data_received, data)
