@@ -75,8 +75,9 @@ class Counting(asyncio.Protocol):
     """
     A connection that counts the measured and warm-up messages delivered to
     it, by their markers, and calls C{on_read(self, measured)} after each
-    read that brought measured messages.  With C{check_order}, it also reads
-    the sequence number of every message and fails on a gap or a reordering.
+    read that brought measured messages.  It fails on sampled messages out
+    of order; with C{check_order}, it also reads the sequence number of
+    every message and fails on a gap or a reordering.
     """
 
     def __init__(self, dialect: Dialect, on_read: Callable | None = None,
@@ -92,6 +93,7 @@ class Counting(asyncio.Protocol):
         self.received_any = False
         self.latencies: list[float] = []
         self.last_seq = -1
+        self.last_sample = -1
         self.error: BaseException | None = None
         self.lost = asyncio.get_running_loop().create_future()
         self._tail = b""
@@ -123,12 +125,18 @@ class Counting(asyncio.Protocol):
             return
         self.measured += measured
         # Sampled payloads are the only bytes with an "@": find them at C
-        # speed, and parse just those.
+        # speed, and parse just those (their send time, and their sequence
+        # number, which must grow).
         at = data.find(b"@", 0, end)
         while at >= 0:
+            seq = data[data.rfind(b"|", 0, at) + 1:at]
             stamp = data[at + 1:data.find(b"|", at, end)]
-            if stamp.replace(b".", b"").isdigit():
+            if seq.isdigit() and stamp.replace(b".", b"").isdigit():
                 self.latencies.append(now - float(stamp))
+                if int(seq) <= self.last_sample and self.error is None:
+                    self.error = BenchFailure(
+                        f"got sampled message {int(seq)} after {self.last_sample}")
+                self.last_sample = int(seq)
             at = data.find(b"@", at + 1, end)
         if self.check_order:
             for seq in _SEQUENCE.findall(data, 0, end):
@@ -244,8 +252,9 @@ async def fanout(server: RunningServer, dialect: Dialect, subscribers: int = 100
     counts = {s.measured for s in subs}
     if counts != {messages}:
         raise BenchFailure(f"subscribers got {sorted(counts)} messages, not {messages}")
-    if subs[0].error is not None:
-        raise subs[0].error
+    for sub in subs:
+        if sub.error is not None:
+            raise sub.error
     return {
         "deliveries_per_s": subscribers * messages / figures["elapsed_s"],
         **percentiles([t for s in subs for t in s.latencies]),

@@ -81,6 +81,18 @@ class CountingTests(SynchronousTestCase):
         conn.data_received(delivery("nats", 1) + delivery("nats", 0))
         self.assertIsInstance(conn.error, scenarios.BenchFailure)
 
+    def test_sampled_reorder_detected(self) -> None:
+        """
+        Without checking every message, a connection still checks the order
+        of the sampled ones.
+        """
+        conn = counting("redis")
+        conn.data_received(delivery("redis", 50, stamp=True) + delivery("redis", 0, stamp=True))
+        self.assertIsInstance(conn.error, scenarios.BenchFailure)
+        conn = counting("redis")
+        conn.data_received(delivery("redis", 0, stamp=True) + delivery("redis", 50, stamp=True))
+        self.assertIsNone(conn.error)
+
     def test_hello(self) -> None:
         self.assertEqual(counting("redis").transport.written, b"HELLO 3\r\n")
         self.assertIn(b'"echo":false', counting("nats").transport.written)
