@@ -85,12 +85,9 @@ class Outbox:
         Everything owed, as bytes to write; the outbox is empty afterwards.
         """
         items, self._items = self._items, []
-        if len(items) == 1:
-            item = items[0]
-            return item if item.__class__ is bytes else item.data()  # type: ignore[union-attr]
+        # (A join of one bytes object returns that object: no copy.)
         return b"".join(
-            item if item.__class__ is bytes else item.data()  # type: ignore[union-attr]
-            for item in items
+            [item if item.__class__ is bytes else item.data() for item in items]  # type: ignore[union-attr]
         )
 
     def clear(self) -> None:

@@ -135,19 +135,8 @@ class Session:
         Bytes arrived from the client.
         """
         self._last_heard = self.server.clock.seconds()
-        lines = self._splitter.feed(data)
-        if self._held or self._answering is not None:
-            self._held.extend(lines)
-            self._handle_held()
-            return
-        for index, line in enumerate(lines):
-            if self.state is not SessionState.OPEN:
-                return
-            self._handle(line)
-            if self._answering is not None:
-                # Keep the rest until that answer is out.
-                self._held.extend(lines[index + 1:])
-                return
+        self._held.extend(self._splitter.feed(data))
+        self._handle_held()
 
     def _handle_held(self) -> None:
         while (
