@@ -12,23 +12,36 @@ garbled file heals itself at each process's next update.
 
 The transactions block (on the lock, and on file I/O), so they run on a
 dedicated thread, one at a time, and never on the reactor thread.
+
+The file and its directory trust nothing: the directory must belong to this
+user and be closed to group and others (L{prepare_directory}); the file is
+opened without following links and read only if it is a regular file of
+bounded size; every record is checked (L{parse_records}); the file is written
+through a fresh temporary file.  A transaction that fails for any reason
+refuses the client (the cap is a promise), and every answer the reactor
+waits for comes within L{ANSWER_TIMEOUT} seconds, whatever the file does.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import os
+import stat
 import tempfile
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import attrs
 from filelock import FileLock, Timeout
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
@@ -37,6 +50,19 @@ LOCK_TIMEOUT = 0.5
 """Seconds a transaction waits for the lock before giving up."""
 
 FORMAT_VERSION = 1
+
+ANSWER_TIMEOUT = 2.0
+"""
+Seconds the reactor waits for a transaction: past it, a new client is
+refused with C{server_full}, C{stats} gets the last known total, and a
+stopping daemon stops without its record removed.
+"""
+
+MAX_FILE_BYTES = 1024 * 1024
+"""A longer counter file is not read (it is garbage, and started afresh)."""
+
+MAX_RECORD_CLIENTS = 1_000_000
+"""No record may claim more clients than this (nor fewer than none)."""
 
 
 def default_counter_file() -> Path:
@@ -48,6 +74,81 @@ def default_counter_file() -> Path:
     if runtime and os.path.isdir(runtime):
         return Path(runtime) / "soukets" / "clients.json"
     return Path(tempfile.gettempdir()) / f"soukets-{os.getuid()}" / "clients.json"
+
+
+def prepare_directory(path: Path) -> None:
+    """
+    Make the directory of counter file C{path} (mode 0700) if it is
+    missing, and check that only this user can write in it: whoever can
+    write there can replace the file and so decide who is admitted.
+
+    @raise CounterError: with a one-line reason, if it is not safe or
+        cannot be made.
+    """
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(directory)
+    except OSError as e:
+        raise CounterError(f"cannot make {directory}: {e.strerror or e}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise CounterError(f"{directory} is not a directory")
+    if info.st_uid != os.getuid():
+        raise CounterError(
+            f"{directory} belongs to another user (uid {info.st_uid}); the "
+            "counter file's directory must be this user's own"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise CounterError(
+            f"{directory} is writable by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):o}); make it 0700 or choose another "
+            "--counter-file"
+        )
+
+
+def parse_records(raw: bytes) -> tuple[list[ProcessRecord], list[str]]:
+    """
+    Read the records of a counter file.
+
+    @return: the well-formed records, and why each other one was dropped.
+    @raise ValueError: the file is not a counter file at all.
+    """
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply")
+    if not isinstance(document, dict) or not isinstance(
+        document.get("processes"), list
+    ):
+        raise ValueError('no "processes" list')
+    records: list[ProcessRecord] = []
+    dropped: list[str] = []
+    for entry in document["processes"]:
+        reason = _record_problem(entry)
+        if reason is None:
+            records.append(
+                ProcessRecord(entry["pid"], entry["start"], entry["clients"])
+            )
+        else:
+            dropped.append(f"{reason}: {json.dumps(entry)[:80]}")
+    return records, dropped
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "not an object"
+    pid, start, clients = entry.get("pid"), entry.get("start"), entry.get("clients")
+    if not _is_int(pid) or pid <= 1:
+        return "pid is not a process id above 1"
+    if not (isinstance(start, str) and start.isdigit()):
+        return "start is not a process start time"
+    if not _is_int(clients) or not 0 <= clients <= MAX_RECORD_CLIENTS:
+        return f"clients is not a whole number from 0 to {MAX_RECORD_CLIENTS}"
+    return None
 
 
 def process_start_time(pid: int) -> str | None:
@@ -93,6 +194,13 @@ class ProcessRecord:
     clients: int
 
 
+class _Unusable(Exception):
+    """
+    The counter file is there but cannot be read as one (a link, a FIFO, too
+    large): it is started afresh.
+    """
+
+
 class CounterError(Exception):
     """
     The counter file could not be used: the lock could not be had in time,
@@ -115,7 +223,7 @@ class CounterFile:
     _lock: FileLock = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_directory(self.path)
         self._lock = FileLock(
             str(self.path) + ".lock",
             timeout=self.lock_timeout,
@@ -128,6 +236,31 @@ class CounterFile:
         pid = os.getpid()
         return cls(path, pid, process_start_time(pid), **kwargs)
 
+    def change(self, admits: int, releases: int, max_clients: int) -> tuple[int, int]:
+        """
+        In one transaction: count C{releases} clients less for this process,
+        then as many of C{admits} new clients as the host's cap of
+        C{max_clients} allows.
+
+        @return: how many of the new clients were admitted (the first ones
+            asked for), and the host's total after.
+        """
+        # The released clients are gone whatever happens to the file.
+        self.clients = max(0, self.clients - releases)
+        admitted = 0
+
+        def count(total: int) -> int:
+            nonlocal admitted
+            admitted = max(0, min(admits, max_clients - total))
+            self.clients += admitted
+            return admitted
+
+        try:
+            return self._transact(count)
+        except CounterError:
+            self.clients -= admitted  # refused, so not counted
+            raise
+
     def admit(self, max_clients: int) -> tuple[bool, int]:
         """
         Count one more client for this process unless the host is at
@@ -135,24 +268,14 @@ class CounterFile:
 
         @return: whether it was admitted, and the host's total after.
         """
-
-        def change(total: int) -> bool:
-            if total >= max_clients:
-                return False
-            self.clients += 1
-            return True
-
-        return self._transact(change)
+        admitted, total = self.change(1, 0, max_clients)
+        return bool(admitted), total
 
     def release(self) -> int:
         """
         Count one client less for this process; return the host's total.
         """
-
-        def change(total: int) -> None:
-            self.clients = max(0, self.clients - 1)
-
-        return self._transact(change)[1]
+        return self.change(0, 1, 0)[1]
 
     def total(self) -> int:
         """
@@ -187,28 +310,65 @@ class CounterFile:
             )
         except OSError as e:
             raise CounterError(f"{self.path}: {e.strerror or e}")
+        except Exception as e:
+            # Whatever else went wrong, the transaction fails closed.
+            raise CounterError(f"{self.path}: {type(e).__name__}: {e}")
         return result, sum(r.clients for r in records)
+
+    def _read_bytes(self) -> bytes | None:
+        """
+        The file's bytes, or L{None} if there is no file.
+
+        @raise _Unusable: it is a link, not a regular file, or too large.
+        """
+        try:
+            fd = os.open(
+                self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            )
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _Unusable("it is a symbolic link")
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _Unusable("it is not a regular file")
+            chunks = []
+            size = 0
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise _Unusable(f"it is larger than {MAX_FILE_BYTES} bytes")
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def _read_others(self) -> list[ProcessRecord]:
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        try:
-            document = json.loads(raw)
-            records = [
-                ProcessRecord(int(r["pid"]), r["start"], int(r["clients"]))
-                for r in document["processes"]
-            ]
-        except (ValueError, KeyError, TypeError) as e:
+            raw = self._read_bytes()
+            if raw is None:
+                return []
+            records, dropped = parse_records(raw)
+        except (_Unusable, ValueError) as e:
             self.log.warn(
                 "counter file {path} was unreadable ({error}); starting it "
                 "afresh: every live process rewrites its own record at its "
                 "next update",
                 path=str(self.path),
-                error=f"{type(e).__name__}: {e}",
+                error=str(e),
             )
             return []
+        for reason in dropped:
+            self.log.warn(
+                "counter file {path}: dropped a record ({reason})",
+                path=str(self.path),
+                reason=reason,
+            )
         others = []
         for record in records:
             if record.pid == self.pid:
@@ -230,9 +390,22 @@ class CounterFile:
             "version": FORMAT_VERSION,
             "processes": [attrs.asdict(r) for r in records],
         }
-        temporary = self.path.with_name(f".{self.path.name}.{self.pid}.tmp")
-        temporary.write_text(json.dumps(document))
-        os.replace(temporary, self.path)
+        # A fresh file (O_EXCL, a random name, mode 0600) in the same
+        # directory, renamed over the old one: nothing planted at a
+        # predictable path is ever written through.
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(json.dumps(document))
+            os.replace(temporary, self.path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
 
 
 class Admission(enum.Enum):
@@ -245,13 +418,23 @@ class Admission(enum.Enum):
     UNAVAILABLE = "unavailable"  # the counter file could not be used
 
 
+class _DaemonThreadPool(ThreadPool):
+    """
+    A thread pool whose thread never keeps the process alive: a transaction
+    stuck in the kernel must not stop the daemon from exiting.
+    """
+
+    threadFactory = partial(threading.Thread, daemon=True)
+
+
 class HostCounterService(Service):
     """
     The client cap shared by every soukets process on the host, as a
     service.  Its transactions run on a thread of their own, one at a time,
     so the reactor never waits on the lock; when the counter file cannot be
     used, new clients are refused (the cap is a promise) and the reason is
-    logged.
+    logged.  Every answer comes within C{answer_timeout} seconds: a
+    transaction still running then is answered as if it had failed.
 
     @param run: how to run a blocking transaction and get its result as a
         L{Deferred}; by default, on the service's own thread.
@@ -267,14 +450,20 @@ class HostCounterService(Service):
         reactor: Any = None,
         run: Callable[[Callable[[], T]], Deferred[T]] | None = None,
         lock_timeout: float = LOCK_TIMEOUT,
+        answer_timeout: float = ANSWER_TIMEOUT,
     ) -> None:
         self.path = Path(path)
         self.max_clients = max_clients
         self._reactor = reactor
         self._run = run
         self._lock_timeout = lock_timeout
+        self.answer_timeout = answer_timeout
         self._pool: ThreadPool | None = None
         self._file: CounterFile | None = None
+        self._running = 0  # transactions handed to the thread, not finished
+        self._busy = False  # an admission/release transaction is running
+        self._admits: list[Deferred[Admission]] = []
+        self._releases: list[Deferred[None]] = []
         self.last_total = 0
 
     def startService(self) -> None:
@@ -288,34 +477,75 @@ class HostCounterService(Service):
             self.path, lock_timeout=self._lock_timeout
         )
         self.last_total = self._file.total()
-        if self._run is None:
-            if self._reactor is None:
-                from twisted.internet import reactor
+        if self._reactor is None:
+            from twisted.internet import reactor
 
-                self._reactor = reactor
-            self._pool = ThreadPool(1, 1, name="soukets-counter")
+            self._reactor = reactor
+        if self._run is None:
+            self._pool = _DaemonThreadPool(1, 1, name="soukets-counter")
             self._pool.start()
             self._run = lambda f: deferToThreadPool(self._reactor, self._pool, f)
         super().startService()
 
     def stopService(self) -> Deferred[None]:
         """
-        Remove this process's record, then stop the thread.
+        Remove this process's record, then stop the thread (unless it is
+        stuck, in which case it is left behind: it cannot keep the process
+        alive).
         """
         super().stopService()
-        d = self._call(self._file.remove)  # type: ignore[union-attr]
+        d = self._bounded(
+            self._call(self._file.remove),  # type: ignore[union-attr]
+            lambda: self.log.error(
+                "client counter: this process's record was not removed "
+                "within {seconds} s; stopping without it",
+                seconds=self.answer_timeout,
+            ),
+        )
         d.addErrback(self._logFailure, "could not remove this process's record")
 
         def stop_pool(_: object) -> None:
-            if self._pool is not None:
+            if self._pool is not None and not self._running:
                 self._pool.stop()
-                self._pool = None
+            self._pool = None
 
         return d.addBoth(stop_pool)
 
     def _call(self, f: Callable[[], T]) -> Deferred[T]:
         assert self._run is not None
-        return maybeDeferred(self._run, f)
+        self._running += 1
+        d = maybeDeferred(self._run, f)
+
+        def finished(result: Any) -> Any:
+            self._running -= 1
+            return result
+
+        return d.addBoth(finished)
+
+    def _bounded(
+        self, d: Deferred[T], late: Callable[[], Any], then: Callable[[T], Any] = lambda r: None
+    ) -> Deferred[Any]:
+        """
+        C{d}'s result if it comes within C{answer_timeout} seconds; else
+        what C{late} returns, at once (C{d}'s result, when it comes, is
+        handed to C{then}).
+        """
+        if d.called:
+            return d
+        outcome: Deferred[Any] = Deferred()
+        timer = self._reactor.callLater(
+            self.answer_timeout, lambda: outcome.callback(late())
+        )
+
+        def arrived(result: Any) -> None:
+            if timer.active():
+                timer.cancel()
+                outcome.callback(result)
+            elif not isinstance(result, Failure):
+                then(result)
+
+        d.addBoth(arrived)
+        return outcome
 
     def _logFailure(self, failure: Any, what: str) -> None:
         self.log.error(
@@ -326,46 +556,91 @@ class HostCounterService(Service):
 
     def admit(self) -> Deferred[Admission]:
         """
-        Count a new client, unless the host is full.
+        Count a new client, unless the host is full; L{Admission.UNAVAILABLE}
+        if the counter cannot say within C{answer_timeout} seconds.
+
+        Admissions and releases asked for while a transaction runs wait for
+        the next one, which takes them all at once: a burst of connections
+        costs a few transactions, not one each.
         """
-        assert self._file is not None
-        d = self._call(lambda: self._file.admit(self.max_clients))  # type: ignore[union-attr]
+        waiting: Deferred[Admission] = Deferred()
+        self._admits.append(waiting)
+        self._next_transaction()
 
-        def admitted(result: tuple[bool, int]) -> Admission:
-            ok, self.last_total = result
-            return Admission.ADMITTED if ok else Admission.FULL
-
-        def unavailable(failure: Any) -> Admission:
-            failure.trap(CounterError)
-            self._logFailure(failure, "refusing a client")
+        def late() -> Admission:
+            self.log.error(
+                "client counter: no answer within {seconds} s; refusing a "
+                "client",
+                seconds=self.answer_timeout,
+            )
             return Admission.UNAVAILABLE
 
-        return d.addCallbacks(admitted, unavailable)
+        def admitted_too_late(admission: Admission) -> None:
+            # The client was refused meanwhile: give its slot back.
+            if admission is Admission.ADMITTED:
+                self.release()
+
+        return self._bounded(waiting, late, admitted_too_late)
 
     def release(self) -> Deferred[None]:
         """
         A counted client left.
         """
+        waiting: Deferred[None] = Deferred()
+        self._releases.append(waiting)
+        self._next_transaction()
+        return waiting
+
+    def _next_transaction(self) -> None:
+        if self._busy or not (self._admits or self._releases):
+            return
         assert self._file is not None
-        d = self._call(self._file.release)
+        admits, self._admits = self._admits, []
+        releases, self._releases = self._releases, []
+        file, cap = self._file, self.max_clients
+        self._busy = True
+        d = self._call(lambda: file.change(len(admits), len(releases), cap))
 
-        def released(total: int) -> None:
-            self.last_total = total
+        def done(result: tuple[int, int]) -> None:
+            admitted, self.last_total = result
+            for index, waiting in enumerate(admits):
+                waiting.callback(
+                    Admission.ADMITTED if index < admitted else Admission.FULL
+                )
+            for waiting in releases:
+                waiting.callback(None)
 
-        return d.addCallbacks(
-            released, self._logFailure, errbackArgs=("releasing a client",)
-        )
+        def failed(failure: Failure) -> None:
+            what = [
+                "refusing a client" if len(admits) == 1 else f"refusing {len(admits)} clients",
+                f"releasing {len(releases)}",
+            ]
+            self._logFailure(
+                failure, ", ".join(w for w, n in zip(what, (admits, releases)) if n)
+            )
+            for waiting in admits:
+                waiting.callback(Admission.UNAVAILABLE)
+            for waiting in releases:
+                waiting.callback(None)
+
+        def next_one(_: object) -> None:
+            self._busy = False
+            self._next_transaction()
+
+        d.addCallbacks(done, failed).addBoth(next_one)
 
     def host_clients(self, _server: object = None) -> Deferred[int]:
         """
         How many clients every process on the host has now (the last known
-        figure if the counter file cannot be read).
+        figure if the counter file cannot be read within C{answer_timeout}
+        seconds).
         """
-        assert self._file is not None
+        if self._file is None:
+            return succeed(self.last_total)
         d = self._call(self._file.total)
 
         def fallback(failure: Any) -> int:
             self._logFailure(failure, "reading the host's total")
             return self.last_total
 
-        return d.addErrback(fallback)
+        return self._bounded(d.addErrback(fallback), lambda: self.last_total)

@@ -39,8 +39,26 @@ INVALID_MOVE = "invalid_move"
 ALREADY_MOVED = "already_moved"
 RATE_LIMITED = "rate_limited"
 SERVER_FULL = "server_full"
+BAD_TOKEN = "bad_token"
+ENGINE_UNAVAILABLE = "engine_unavailable"
+INTERNAL_ERROR = "internal_error"
+
+QUOTE_LIMIT = 64
+"""Error messages quote at most this many characters of what a client sent."""
 
 EXAMPLE = ';{"type":"ping"}'
+
+
+def quote(value: Any) -> str:
+    """
+    C{value} as an error message quotes it: its C{repr}, cut to
+    L{QUOTE_LIMIT} characters with an ellipsis, so that a huge field never
+    makes a huge error line.
+    """
+    text = repr(value)
+    if len(text) > QUOTE_LIMIT:
+        text = text[: QUOTE_LIMIT - 1] + "…"
+    return text
 
 
 def is_channel_name(name: str) -> bool:
@@ -193,6 +211,29 @@ def _finite_float(text: str) -> float:
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
+# A JSON \\u escape of a surrogate (D800 to DFFF).  Escaped pairs decode to
+# one character; a lone one decodes to a string that is not Unicode text and
+# could never be sent back.  Lines without such an escape are not checked.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _not_unicode(value: Any) -> bool:
+    """
+    Whether decoded JSON C{value} holds a lone surrogate somewhere.
+    """
+    try:
+        _encoder.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_LONE_SURROGATE_MESSAGE = (
+    "the JSON holds a \\u escape of a lone surrogate (\\ud800 to \\udfff "
+    "without its pair), which is not Unicode text; escape characters above "
+    "U+FFFF as a pair, or send them as UTF-8"
+)
+
 # How publishes are usually written, and the fast way to read them.
 _PUBLISH_HEAD = '{"type":"publish","data":'
 
@@ -210,6 +251,8 @@ def _decode_publish(channel: str, document: str) -> Frame | None:
         return None
     if end != len(document) - 1:
         return None
+    if _SURROGATE_ESCAPE.search(document, start, end) and _not_unicode(data):
+        return None  # decode_line says what is wrong
     data_json: str | None = document[start:end]
     if " " in data_json or "\t" in data_json or "\r" in data_json:
         data_json = None  # perhaps not compact: encode it again
@@ -267,6 +310,8 @@ def decode_line(line: bytes) -> Frame | ProtocolError | None:
             f"for example {EXAMPLE}",
             channel,
         )
+    if _SURROGATE_ESCAPE.search(document) and _not_unicode(body):
+        return _error(BAD_JSON, _LONE_SURROGATE_MESSAGE, channel)
     frame_id = body.get("id")
     if frame_id is not None and (
         isinstance(frame_id, bool) or not isinstance(frame_id, (str, int))

@@ -17,6 +17,19 @@ from soukets.frames import (
 )
 from soukets.outbox import Owed, Run
 
+LOBBY_PREFIX = "lobby:"
+"""
+Channel names that start with this are reserved for lobbies: no one may use
+one as an ordinary channel, before, during or after its game.
+"""
+
+
+def is_lobby_name(name: str) -> bool:
+    """
+    Whether C{name} has the form reserved for lobby channels.
+    """
+    return name.startswith(LOBBY_PREFIX)
+
 
 class Subscriber(Protocol):
     """
@@ -102,7 +115,8 @@ class Channel:
 def _forbidden(name: str) -> ProtocolError:
     return ProtocolError(
         FORBIDDEN,
-        f"channel {name} is a lobby channel: only its players may use it",
+        f"channel {name} is a lobby channel (names starting with "
+        f"{LOBBY_PREFIX} are reserved for lobbies): only its players may use it",
     )
 
 
@@ -144,6 +158,8 @@ class ChannelHub:
         """
         channel = self._channels.get(name)
         if channel is None:
+            if is_lobby_name(name):
+                raise _forbidden(name)  # a lobby that is not (or no longer) open
             channel = self._channels[name] = Channel(name)
         elif channel.players is not None and subscriber not in channel.players:
             raise _forbidden(name)
@@ -182,6 +198,8 @@ class ChannelHub:
         """
         channel = self._channels.get(name)
         if channel is None:
+            if is_lobby_name(name):
+                raise _forbidden(name)
             return 0
         if channel.players is not None and publisher not in channel.players:
             raise _forbidden(name)

@@ -19,16 +19,18 @@ from soukets.frames import (
     ALREADY_QUEUED,
     CONTROL,
     IN_GAME,
+    INTERNAL_ERROR,
     NOT_IN_GAME,
     UNKNOWN_TYPE,
     Frame,
     ProtocolError,
     encode_frame,
+    quote,
     with_id,
 )
 from soukets.games import GameFactory
 from soukets.games.base import SHUTDOWN, GameOver, GameSettings, IGame, IGameContext
-from soukets.hub import ChannelHub
+from soukets.hub import LOBBY_PREFIX, ChannelHub
 from soukets.matchmaking import MatchQueue
 
 LOBBY_ID_BYTES = 16
@@ -37,12 +39,16 @@ LOBBY_ID_BYTES = 16
 
 class Player(Protocol):
     """
-    What the lobby needs of a client: its id, its display name, and a way to
-    send it frames.
+    What the lobby needs of a client: its id, its display name, whether its
+    connection is still there, and a way to send it frames.
     """
 
     client_id: str
     name: str
+
+    @property
+    def connected(self) -> bool:
+        ...
 
     def send(self, data: bytes) -> None:
         ...
@@ -50,9 +56,10 @@ class Player(Protocol):
 
 def new_lobby_id() -> str:
     """
-    A fresh, unguessable lobby channel name.
+    A fresh, unguessable lobby channel name, in the form reserved for
+    lobbies (C{lobby:} and 128 random bits).
     """
-    return secrets.token_urlsafe(LOBBY_ID_BYTES)
+    return LOBBY_PREFIX + secrets.token_urlsafe(LOBBY_ID_BYTES)
 
 
 class LobbyState(enum.Enum):
@@ -111,18 +118,32 @@ class Lobby:
     def clock(self) -> IReactorTime:
         return _SteppedClock(self._clock, self)
 
-    def step(self, f: Any, *args: Any, **kwargs: Any) -> None:
+    def step(self, f: Any, *args: Any, **kwargs: Any) -> bool:
         """
         Run C{f}, a call into the game; then handle the departures that
         happened meanwhile.
+
+        A L{ProtocolError} from the game goes to the caller.  Any other
+        exception is a bug in the game: it is logged once, with the game's
+        name, and the game ends (C{game_over}, reason C{internal_error}),
+        since its state can no longer be trusted.
+
+        @return: whether C{f} returned normally.
         """
         self._depth += 1
+        ok = False
         try:
             f(*args, **kwargs)
+            ok = True
+        except ProtocolError:
+            raise
+        except Exception:
+            self._service._crashed(self)
         finally:
             self._depth -= 1
         while self._depth == 0 and self._departures:
             self._service._depart(self, self._departures.pop(0))
+        return ok
 
     def present(self) -> tuple[str, ...]:
         return tuple(p for p in self.players if p in self._members)
@@ -200,13 +221,18 @@ class LobbyService(Service):
                 'you are already waiting for a lobby; ;{"type":"unqueue"} '
                 "leaves the queue",
             )
+        # The reply is made before the queue changes: nothing that fails
+        # may leave others taken off the queue with no lobby.
+        waiting = min(len(self._queue) + 1, self.lobby_size)
+        queued = encode_frame(
+            CONTROL,
+            with_id(
+                {"type": "queued", "waiting": waiting, "lobby_size": self.lobby_size},
+                frame_id,
+            ),
+        )
         group = self._queue.add(player)
-        payload = {
-            "type": "queued",
-            "waiting": self.lobby_size if group else len(self._queue),
-            "lobby_size": self.lobby_size,
-        }
-        player.send(encode_frame(CONTROL, with_id(payload, frame_id)))
+        player.send(queued)
         if group:
             self._form(group)
 
@@ -234,11 +260,16 @@ class LobbyService(Service):
                 )
             raise ProtocolError(
                 UNKNOWN_TYPE,
-                f"unknown frame type {frame.type!r} on a channel; use "
+                f"unknown frame type {quote(frame.type)} on a channel; use "
                 "subscribe, unsubscribe or publish",
             )
         assert lobby.game is not None
-        lobby.step(lobby.game.received, player.client_id, frame)
+        if not lobby.step(lobby.game.received, player.client_id, frame):
+            raise ProtocolError(
+                INTERNAL_ERROR,
+                f"the {self.game_name} game failed on this frame and was "
+                "ended (the server's log says why)",
+            )
 
     def leave(self, player: Player) -> None:
         """
@@ -278,6 +309,12 @@ class LobbyService(Service):
         self._queue = MatchQueue(self.lobby_size)
 
     def _form(self, group: tuple[Player, ...]) -> None:
+        gone = [player for player in group if not player.connected]
+        if gone:
+            # A connection that closed before its lobby formed is never
+            # matched; the others keep their places at the front.
+            self._queue.restore([p for p in group if p.connected])
+            return
         channel = new_lobby_id()
         while self._hub.get(channel) is not None:  # pragma: no cover
             channel = new_lobby_id()
@@ -312,8 +349,19 @@ class LobbyService(Service):
             game=self.game_name,
             players=" ".join(ids),
         )
+        lobby.step(self._start_game, lobby)
+
+    def _start_game(self, lobby: Lobby) -> None:
         lobby.game = self._game_factory(lobby)
-        lobby.step(lobby.game.start)
+        lobby.game.start()
+
+    def _crashed(self, lobby: Lobby) -> None:
+        self.log.failure(
+            "the {game} game in lobby {channel} failed; it is ended",
+            game=self.game_name,
+            channel=lobby.channel,
+        )
+        self._end(lobby, GameOver(INTERNAL_ERROR))
 
     def _end(self, lobby: Lobby, over: GameOver | None) -> None:
         if lobby.state is LobbyState.CLOSED:

@@ -5,7 +5,7 @@ arrival order and leave it in groups of the lobby size.
 
 from __future__ import annotations
 
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, Hashable, Sequence, TypeVar
 
 import attrs
 
@@ -48,6 +48,15 @@ class MatchQueue(Generic[T]):
         for member in group:
             del self._waiting[member]
         return group
+
+    def restore(self, players: Sequence[T]) -> None:
+        """
+        Put C{players}, taken off the front by L{add}, back at the front, in
+        their order (a group that could not form).
+        """
+        waiting = dict.fromkeys(players)
+        waiting.update(self._waiting)
+        self._waiting = waiting
 
     def remove(self, player: T) -> bool:
         """

@@ -10,7 +10,7 @@ from pathlib import Path
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from soukets.counter import default_counter_file
+from soukets.counter import CounterError, default_counter_file, prepare_directory
 from soukets.frames import DEFAULT_MAX_LINE
 from soukets.games import available_games
 from soukets.protocol import DEFAULT_MAX_BUFFER
@@ -213,12 +213,9 @@ def check_counter_file(path: Path) -> None:
     @raise usage.UsageError: with a one-line reason, if it cannot be used.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise usage.UsageError(
-            f"--counter-file {path}: cannot make its directory: "
-            f"{e.strerror or e}"
-        )
+        prepare_directory(path)
+    except CounterError as e:
+        raise usage.UsageError(f"--counter-file {path}: {e}")
     if path.is_dir():
         raise usage.UsageError(f"--counter-file {path} is a directory")
     if not os.access(path.parent, os.W_OK | os.X_OK):

@@ -8,6 +8,7 @@ counter.
 from __future__ import annotations
 
 import enum
+import socket
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -24,6 +25,36 @@ from soukets.server import Server
 from soukets.session import Session
 
 DEFAULT_MAX_BUFFER = 1024 * 1024
+
+KEEPALIVE_IDLE = 300
+"""
+Seconds of silence before TCP keepalive probes start, as Redis's
+C{tcp-keepalive 300}: a probe every third of that, and the peer is declared
+gone after 3 unanswered probes (about 10 minutes after it vanished).
+"""
+KEEPALIVE_PROBES = 3
+
+
+def set_keepalive(transport: Any, idle: int = KEEPALIVE_IDLE) -> None:
+    """
+    Turn on TCP keepalive for C{transport}'s socket with Redis's timings,
+    where the platform lets them be set.
+    """
+    set_flag = getattr(transport, "setTcpKeepAlive", None)
+    if set_flag is None:
+        return
+    set_flag(True)
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if not hasattr(handle, "setsockopt"):
+        return
+    for option, value in (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", max(1, idle // KEEPALIVE_PROBES)),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        number = getattr(socket, option, None)
+        if number is not None:
+            handle.setsockopt(socket.IPPROTO_TCP, number, value)
 
 
 class ConnectionState(enum.Enum):
@@ -100,11 +131,11 @@ class SouketsProtocol(Protocol):
         self.closed: Deferred[None] = Deferred()
         self._guard = SlowReaderGuard(self.factory.max_buffer, self._cut_off)
         self.transport.registerProducer(self._guard, True)
-        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
-        if set_keepalive is not None:
-            set_keepalive(True)
-        # Read nothing until the counter says whether this client may stay.
-        self.transport.pauseProducing()
+        set_keepalive(self.transport)
+        # While the counter decides, keep reading (so that a connection
+        # closed meanwhile is seen, and never welcomed nor queued), holding
+        # what arrives for the session; stop reading only if it piles up.
+        self._early = bytearray()
         self.factory.counter.admit().addCallback(self._admitted)
 
     def _admitted(self, admission: Admission) -> None:
@@ -138,7 +169,11 @@ class SouketsProtocol(Protocol):
             peer=_address(self.transport.getPeer()),
         )
         self.session.start()
-        self.transport.resumeProducing()
+        early, self._early = bytes(self._early), bytearray()
+        if early:
+            self.session.data_received(early)
+        if self.state is ConnectionState.OPEN:
+            self.transport.resumeProducing()
 
     def _write(self, data: Owed) -> None:
         # Frames owed to this client wait in its outbox until the end of
@@ -172,6 +207,10 @@ class SouketsProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.session is not None:
             self.session.data_received(data)
+        elif self.state is ConnectionState.ADMITTING:
+            self._early += data
+            if len(self._early) > self.factory.server.settings.max_line:
+                self.transport.pauseProducing()
 
     def connectionLost(self, reason: Any = None) -> None:
         admitted = self.state is ConnectionState.OPEN

@@ -19,6 +19,7 @@ from soukets.games.base import SHUTDOWN
 from soukets.options import Options
 from soukets.protocol import SouketsFactory
 from soukets.server import Server, ServerSettings
+from soukets.signals import SignalService
 
 SHUTDOWN_GRACE = 1.0
 """Seconds clients get to take their last frames before being cut off."""
@@ -65,6 +66,8 @@ class SouketsService(MultiService):
         self.server.lobbies.startService()
         super().startService()
         for listener in self:
+            if not hasattr(listener, "_waitingForPort"):
+                continue  # not a listening endpoint
             # Twisted keeps the port each listener listens on in this
             # Deferred; it has fired by now, since TCP listens at once.
             listener._waitingForPort.addCallback(self._listening)
@@ -124,6 +127,7 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
     server = Server(settings, reactor, host_clients=counter.host_clients)
     factory = SouketsFactory(server, counter, max_buffer=options["max-buffer"])
     service = SouketsService(server, counter, factory, reactor)
+    SignalService(reactor).setServiceParent(service)
     for description in options["listen"]:
         strports.service(description, factory, reactor=reactor).setServiceParent(
             service

@@ -6,6 +6,7 @@ dispatched to the hub and the lobbies, bytes out.
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -16,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall
 from soukets.frames import (
     BAD_JSON,
     CONTROL,
+    INTERNAL_ERROR,
     LINE_TOO_LONG,
     RATE_LIMITED,
     UNKNOWN_TYPE,
@@ -25,6 +27,7 @@ from soukets.frames import (
     ProtocolError,
     decode_line,
     encode_frame,
+    quote,
     with_id,
 )
 from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
@@ -35,6 +38,15 @@ if TYPE_CHECKING:
 
 PROTOCOL_VERSION = 1
 MAX_NAME = 32
+
+_CLIENT_ID = re.compile(r"[0-9a-f]{4}-[0-9]+\Z")
+
+
+def looks_like_client_id(text: str) -> bool:
+    """
+    Whether C{text} has the form of a server-made client id (C{a994-4}).
+    """
+    return _CLIENT_ID.match(text) is not None
 
 
 class SessionState(enum.Enum):
@@ -81,6 +93,13 @@ class Session:
         )
         self.name = self.name or self.client_id
         self._last_heard = self.server.clock.seconds()
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether the client is still connected.
+        """
+        return self.state is SessionState.OPEN
 
     # Output
 
@@ -134,9 +153,13 @@ class Session:
         """
         Bytes arrived from the client.
         """
-        self._last_heard = self.server.clock.seconds()
-        self._held.extend(self._splitter.feed(data))
-        self._handle_held()
+        lines = self._splitter.feed(data)
+        if lines:
+            # Only whole lines are signs of life: a client that trickles a
+            # line a byte at a time is as silent as one that sends nothing.
+            self._last_heard = self.server.clock.seconds()
+            self._held.extend(lines)
+            self._handle_held()
 
     def _handle_held(self) -> None:
         while (
@@ -194,6 +217,23 @@ class Session:
                 self._on_channel(frame)
         except ProtocolError as error:
             self.send_error(attrs.evolve(error, channel=frame.channel, id=frame.id))
+        except Exception:
+            # A bug (ours or a game's) must cost this frame, not the
+            # connection: say so, and log it once with its traceback.
+            self.server.log.failure(
+                "internal error handling a {type} frame from {client}",
+                type=quote(frame.type),
+                client=self.client_id,
+            )
+            self.send_error(
+                ProtocolError(
+                    INTERNAL_ERROR,
+                    "the server failed to handle this frame (its log says "
+                    "why); the connection goes on",
+                    frame.channel,
+                    frame.id,
+                )
+            )
 
     def drop(self) -> None:
         """
@@ -254,8 +294,8 @@ class Session:
         if handler is None:
             raise ProtocolError(
                 UNKNOWN_TYPE,
-                f"unknown control frame type {frame.type!r}; the control "
-                "channel takes ping, pong, hello, queue, unqueue and stats",
+                f"unknown control frame type {quote(frame.type)}; the control "
+                f"channel takes {', '.join(_CONTROL_HANDLERS)}",
             )
         handler(self, frame)
 
@@ -271,11 +311,18 @@ class Session:
             isinstance(name, str)
             and 1 <= len(name) <= MAX_NAME
             and name.isprintable()
+            and name.strip()
         ):
             raise ProtocolError(
                 BAD_JSON,
-                f"a name is 1 to {MAX_NAME} printable characters, "
-                'for example ;{"type":"hello","name":"alice"}',
+                f"a name is 1 to {MAX_NAME} printable characters, not only "
+                'spaces, for example ;{"type":"hello","name":"alice"}',
+            )
+        if looks_like_client_id(name) and name != self.client_id:
+            raise ProtocolError(
+                BAD_JSON,
+                f"{quote(name)} has the form of a client id, so others would "
+                "take it for another player; choose a name such as alice",
             )
         self.name = name
         self.reply(CONTROL, {"type": "hello", "name": name}, frame)

@@ -40,6 +40,7 @@ class Recorder:
     client_id: str
     name: str = ""
     received: Outbox = attrs.field(factory=Outbox)
+    connected: bool = True
 
     def send(self, data: Owed) -> None:
         self.received.add(data)

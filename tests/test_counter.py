@@ -15,11 +15,16 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
 from soukets.counter import (
+    MAX_FILE_BYTES,
     Admission,
     CounterError,
     CounterFile,
     HostCounterService,
+    prepare_directory,
     process_alive,
     process_start_time,
 )
@@ -90,7 +95,7 @@ class CounterFileTests(SynchronousTestCase):
         The clients of a process that is gone are dropped from the count,
         and the reclaim is logged.
         """
-        self.write({"pid": dead_pid(), "start": None, "clients": 50})
+        self.write({"pid": dead_pid(), "start": "12345", "clients": 50})
         self.assertEqual(self.counter.admit(10), (True, 1))
         self.assertEqual([r["pid"] for r in self.records()], [os.getpid()])
         self.assertTrue(any("reclaimed" in e.get("log_format", "") for e in self.events))
@@ -174,12 +179,15 @@ class HostCounterServiceTests(TestCase):
         path = Path(self.mktemp()) / "clients.json"
         service = HostCounterService(path, max_clients=1)
         service.startService()
+        stopped = []
+        self.addCleanup(lambda: None if stopped else service.stopService())
         self.assertEqual((yield service.admit()), Admission.ADMITTED)
         self.assertEqual((yield service.admit()), Admission.FULL)
         self.assertEqual((yield service.host_clients()), 1)
         yield service.release()
         self.assertEqual((yield service.host_clients()), 0)
         yield service.admit()
+        stopped.append(True)
         yield service.stopService()
         self.assertEqual(json.loads(path.read_text())["processes"], [])
 
@@ -195,3 +203,217 @@ class HostCounterServiceTests(TestCase):
         self.assertEqual((yield service.host_clients()), 0)
         path.rmdir()
         self.assertEqual((yield service.admit()), Admission.ADMITTED)
+
+
+class UntrustedFileTests(SynchronousTestCase):
+    """
+    Whoever can write beside the counter file decides nothing: links, FIFOs,
+    huge or forged files are read as garbage and replaced, and nothing is
+    ever written through a planted link.
+    """
+
+    def setUp(self) -> None:
+        self.path = Path(self.mktemp()) / "clients.json"
+        self.counter = CounterFile.for_this_process(self.path, lock_timeout=0.2)
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def warnings(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events if e.get("log_level") == LogLevel.warn]
+
+    def assertHealed(self) -> None:
+        self.assertTrue(self.path.is_file() and not self.path.is_symlink())
+        records = json.loads(self.path.read_text())["processes"]
+        self.assertEqual([r["pid"] for r in records], [os.getpid()])
+
+    def test_fifo(self) -> None:
+        """
+        A FIFO in the file's place is not read (which would block forever);
+        it is logged and replaced by a regular file.
+        """
+        os.mkfifo(self.path)
+        self.assertEqual(self.counter.admit(10), (True, 1))
+        self.assertHealed()
+        self.assertIn("not a regular file", self.warnings()[0])
+
+    def test_symlink_not_followed(self) -> None:
+        """
+        A link in the file's place is neither read nor written through.
+        """
+        target = Path(self.mktemp())
+        target.write_text("precious")
+        self.path.symlink_to(target)
+        self.assertEqual(self.counter.admit(10), (True, 1))
+        self.assertEqual(target.read_text(), "precious")
+        self.assertHealed()
+        self.assertIn("symbolic link", self.warnings()[0])
+
+    def test_predictable_temporary_path_not_written_through(self) -> None:
+        """
+        Temporary files have random names: a link planted where a
+        predictable one would be is left alone.
+        """
+        target = Path(self.mktemp())
+        target.write_text("precious")
+        planted = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        planted.symlink_to(target)
+        self.counter.admit(10)
+        self.assertEqual(target.read_text(), "precious")
+        self.assertHealed()
+        leftovers = [p.name for p in self.path.parent.iterdir() if p.name.endswith(".tmp")]
+        self.assertEqual(leftovers, [planted.name])
+
+    def test_deeply_nested(self) -> None:
+        """
+        200,000 C{[} is garbage like any other: logged, started afresh.
+        """
+        self.path.write_bytes(b"[" * 200_000)
+        self.assertEqual(self.counter.admit(10), (True, 1))
+        self.assertHealed()
+        self.assertIn("nested too deeply", self.warnings()[0])
+
+    def test_too_large(self) -> None:
+        self.path.write_bytes(b" " * (MAX_FILE_BYTES + 1))
+        self.assertEqual(self.counter.admit(10), (True, 1))
+        self.assertHealed()
+        self.assertIn("larger than", self.warnings()[0])
+
+    def test_forged_records(self) -> None:
+        """
+        Records that cannot be a live soukets process's are dropped, each
+        with a log line: pid 0 or 1, counts out of range or not whole, no
+        start time.
+        """
+        parent = os.getppid()
+        start = process_start_time(parent)
+        forged = [
+            {"pid": 1, "start": process_start_time(1) or "1", "clients": 5},
+            {"pid": 0, "start": "1", "clients": 5},
+            {"pid": parent, "start": start, "clients": 1e9},
+            {"pid": parent, "start": start, "clients": 10**9},
+            {"pid": parent, "start": start, "clients": -100},
+            {"pid": parent, "start": start, "clients": True},
+            {"pid": parent, "start": None, "clients": 5},
+            {"pid": str(parent), "start": start, "clients": 5},
+            "not a record",
+        ]
+        self.path.write_text(json.dumps({"version": 1, "processes": forged}))
+        self.assertEqual(self.counter.admit(3), (True, 1))
+        self.assertHealed()
+        self.assertEqual(len(self.warnings()), len(forged))
+        # A well-formed record of a live process still counts.
+        self.path.write_text(json.dumps({"version": 1, "processes": [
+            {"pid": parent, "start": start, "clients": 2}]}))
+        self.assertEqual(self.counter.admit(3), (False, 3))
+
+
+class DirectoryTests(SynchronousTestCase):
+    """
+    The counter file's directory must be this user's alone.
+    """
+
+    def test_made_private(self) -> None:
+        path = Path(self.mktemp()) / "new" / "clients.json"
+        prepare_directory(path)
+        self.assertEqual(os.stat(path.parent).st_mode & 0o777, 0o700)
+
+    def test_writable_by_others(self) -> None:
+        for mode in (0o777, 0o775, 0o1777):
+            directory = Path(self.mktemp())
+            directory.mkdir()
+            os.chmod(directory, mode)
+            error = self.assertRaises(
+                CounterError, prepare_directory, directory / "clients.json"
+            )
+            self.assertIn("writable by group or others", str(error))
+            self.assertNotIn("\n", str(error))
+
+    def test_owned_by_another_user(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir(mode=0o700)
+        other = 65534 if os.getuid() != 65534 else 65533
+        if os.getuid() == 0:
+            os.chown(directory, other, -1)
+        else:
+            # Without root, another user's directory is one we did not make.
+            directory = Path("/")
+        error = self.assertRaises(
+            CounterError, prepare_directory, directory / "clients.json"
+        )
+        self.assertIn("belongs to another user", str(error))
+
+    def test_refused_by_counter_file(self) -> None:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        os.chmod(directory, 0o777)
+        self.assertRaises(
+            CounterError, CounterFile.for_this_process, directory / "clients.json"
+        )
+
+
+class BoundedAnswerTests(SynchronousTestCase):
+    """
+    The reactor never waits on the counter for more than C{answer_timeout}
+    seconds, whatever the transaction does.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pending: list[Deferred] = []
+        self.ran: list[object] = []
+
+        def run(f):
+            self.ran.append(f)
+            d = Deferred()
+            self.pending.append((d, f))
+            return d
+
+        self.service = HostCounterService(
+            Path(self.mktemp()) / "clients.json", 5, reactor=self.clock, run=run
+        )
+        self.service.startService()
+
+    def finish(self, index: int = 0) -> None:
+        d, f = self.pending[index]
+        d.callback(f())
+
+    def test_stuck_admission_refused(self) -> None:
+        """
+        An admission the counter has not answered within the bound is
+        refused; if the transaction admits the client later, its slot is
+        given back.
+        """
+        results: list[Admission] = []
+        self.service.admit().addCallback(results.append)
+        self.clock.advance(1.9)
+        self.assertEqual(results, [])
+        self.clock.advance(0.1)
+        self.assertEqual(results, [Admission.UNAVAILABLE])
+        self.finish(0)  # the stuck admit finally counts the client...
+        self.assertEqual(len(self.pending), 2)  # ...and a release follows
+        self.finish(1)
+        self.assertEqual(self.service._file.clients, 0)
+
+    def test_prompt_admission(self) -> None:
+        results: list[Admission] = []
+        self.service.admit().addCallback(results.append)
+        self.finish(0)
+        self.assertEqual(results, [Admission.ADMITTED])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stuck_total(self) -> None:
+        results: list[int] = []
+        self.service.last_total = 7
+        self.service.host_clients().addCallback(results.append)
+        self.clock.advance(2)
+        self.assertEqual(results, [7])
+
+    def test_stuck_stop(self) -> None:
+        stopped: list[object] = []
+        self.service.stopService().addCallback(stopped.append)
+        self.assertEqual(stopped, [])
+        self.clock.advance(2)
+        self.assertEqual(stopped, [None])

@@ -47,7 +47,9 @@ class ProtocolTests(SynchronousTestCase):
 
     def make(self, settings: ServerSettings, run: Any = synchronous, max_buffer: int = 4096) -> None:
         path = Path(self.mktemp()) / "clients.json"
-        self.counter = HostCounterService(path, settings.max_clients, run=run)
+        self.counter = HostCounterService(
+            path, settings.max_clients, reactor=self.clock, run=run
+        )
         self.counter.startService()
         self.addCleanup(self.counter.stopService)
         self.server = Server(settings, self.clock, host_clients=self.counter.host_clients)
@@ -94,18 +96,54 @@ class ProtocolTests(SynchronousTestCase):
         protocol.dataReceived(b';{"type":"ping"}\r\n')
         self.assertEqual(self.frames(transport), [("", {"type": "pong"})])
 
-    def test_reads_nothing_until_admitted(self) -> None:
+    def test_frames_held_until_admitted(self) -> None:
         """
-        The transport is paused while the counter decides; the client is
-        welcomed once it has.
+        While the counter decides, the connection is read (so that its end
+        is seen) but what it sends is held; it is answered, in order, after
+        the welcome.
         """
         pending = self.make_pending()
         protocol, transport = self.connect()
-        self.assertEqual((transport.producerState, transport.value()), ("paused", b""))
+        self.assertEqual((transport.producerState, transport.value()), ("producing", b""))
         self.assertIs(protocol.state, ConnectionState.ADMITTING)
+        protocol.dataReceived(b';{"type":"ping","id":1}\r\n;{"type":"pi')
+        protocol.dataReceived(b'ng","id":2}\r\n')
         pending[-1].callback(None)
         self.assertEqual(transport.producerState, "producing")
-        self.assertEqual(self.frames(transport)[0][1]["type"], "welcome")
+        self.assertEqual(
+            [(body["type"], body.get("id")) for _, body in self.frames(transport)],
+            [("welcome", None), ("queued", None), ("pong", 1), ("pong", 2)],
+        )
+
+    def test_early_flood_stops_reading(self) -> None:
+        """
+        Past a line's worth of bytes held during admission, reading stops
+        until the counter has decided.
+        """
+        pending = self.make_pending()
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"x" * (self.server.settings.max_line + 1))
+        self.assertEqual(transport.producerState, "paused")
+        pending[-1].callback(None)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_closed_during_admission_never_matched(self) -> None:
+        """
+        A connection closed while the counter decides is never welcomed nor
+        queued, so a waiting player is not matched with it; its slot is
+        given back.
+        """
+        pending = self.make_pending()
+        waiting, waiting_transport = self.connect()
+        pending[-1].callback(None)
+        protocol, transport = self.connect()
+        self.lose(protocol)
+        pending[-1].callback(None)  # admitted...
+        pending[-1].callback(None)  # ...and released
+        types = [body["type"] for _, body in self.frames(waiting_transport)]
+        self.assertEqual(types, ["welcome", "queued"])
+        self.assertEqual(self.server.lobbies.waiting, 1)
+        self.assertEqual(transport.value(), b"")
 
     def test_gone_before_admitted(self) -> None:
         """

@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 from zope.interface import implementer
 
-from soukets.frames import UNKNOWN_TYPE, Frame, ProtocolError
+from soukets.frames import UNKNOWN_TYPE, Frame, ProtocolError, quote
 from soukets.games.base import GameOver, IGame, IGameContext
 
 
@@ -28,7 +28,7 @@ class Chat:
     def received(self, player: str, frame: Frame) -> None:
         raise ProtocolError(
             UNKNOWN_TYPE,
-            f"unknown frame type {frame.type!r}: this lobby runs no game; "
+            f"unknown frame type {quote(frame.type)}: this lobby runs no game; "
             f'talk with {self.context.channel};{{"type":"publish","data":"hi"}}',
         )
 

@@ -19,6 +19,7 @@ from soukets.frames import (
     UNKNOWN_TYPE,
     Frame,
     ProtocolError,
+    quote,
 )
 from soukets.games.base import (
     COMPLETED,
@@ -101,7 +102,7 @@ class RockPaperScissors:
         if frame.type != "move":
             raise ProtocolError(
                 UNKNOWN_TYPE,
-                f"unknown frame type {frame.type!r} in a rock-paper-scissors "
+                f"unknown frame type {quote(frame.type)} in a rock-paper-scissors "
                 'lobby; play with {"type":"move","move":"rock"}, or publish',
             )
         if self.phase is not Phase.MOVING:
@@ -110,7 +111,7 @@ class RockPaperScissors:
         if move not in SHAPES:
             raise ProtocolError(
                 INVALID_MOVE,
-                f"{move!r} is not a move; play rock, paper or scissors, "
+                f"{quote(move)} is not a move; play rock, paper or scissors, "
                 f'e.g. {self.context.channel};{{"type":"move","move":"rock"}}',
             )
         if player in self._moves:
