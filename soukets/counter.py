@@ -464,6 +464,7 @@ class HostCounterService(Service):
         self._busy = False  # an admission/release transaction is running
         self._admits: list[Deferred[Admission]] = []
         self._releases: list[Deferred[None]] = []
+        self._when_idle: list[Deferred[None]] = []
         self.last_total = 0
 
     def startService(self) -> None:
@@ -494,8 +495,13 @@ class HostCounterService(Service):
         alive).
         """
         super().stopService()
+        # The record goes once the transactions already asked for are done
+        # (a release run after it would write the record back).
+        idle: Deferred[None] = Deferred()
+        self._when_idle.append(idle)
+        self._next_transaction()
         d = self._bounded(
-            self._call(self._file.remove),  # type: ignore[union-attr]
+            idle.addCallback(lambda _: self._call(self._file.remove)),  # type: ignore[union-attr]
             lambda: self.log.error(
                 "client counter: this process's record was not removed "
                 "within {seconds} s; stopping without it",
@@ -530,21 +536,22 @@ class HostCounterService(Service):
         what C{late} returns, at once (C{d}'s result, when it comes, is
         handed to C{then}).
         """
-        if d.called:
-            return d
         outcome: Deferred[Any] = Deferred()
-        timer = self._reactor.callLater(
-            self.answer_timeout, lambda: outcome.callback(late())
-        )
+        timer: Any = None
 
         def arrived(result: Any) -> None:
-            if timer.active():
-                timer.cancel()
+            if not outcome.called:
+                if timer is not None:
+                    timer.cancel()
                 outcome.callback(result)
             elif not isinstance(result, Failure):
                 then(result)
 
         d.addBoth(arrived)
+        if not outcome.called:
+            timer = self._reactor.callLater(
+                self.answer_timeout, lambda: outcome.callback(late())
+            )
         return outcome
 
     def _logFailure(self, failure: Any, what: str) -> None:
@@ -592,7 +599,20 @@ class HostCounterService(Service):
         return waiting
 
     def _next_transaction(self) -> None:
-        if self._busy or not (self._admits or self._releases):
+        if self._busy:
+            return
+        if not self.running:
+            # Stopping: nobody new is admitted, releases need no file.
+            admits, self._admits = self._admits, []
+            releases, self._releases = self._releases, []
+            for waiting in admits:
+                waiting.callback(Admission.UNAVAILABLE)
+            for waiting in releases:
+                waiting.callback(None)
+        if not (self._admits or self._releases):
+            idle, self._when_idle = self._when_idle, []
+            for waiting in idle:
+                waiting.callback(None)
             return
         assert self._file is not None
         admits, self._admits = self._admits, []

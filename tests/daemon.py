@@ -34,6 +34,23 @@ def environment() -> dict[str, str]:
     return env
 
 
+def reset_signals() -> None:
+    """
+    Give a child process the default handling of every signal a test sends:
+    started from a shell's background job, it would inherit SIGINT ignored.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def prepare_child() -> None:
+    """
+    What runs in a daemon's process before it starts: file limit, signals.
+    """
+    raise_fd_limit()
+    reset_signals()
+
+
 def raise_fd_limit() -> None:
     """
     Let a process open as many files as the system allows it (up to 65536),
@@ -57,7 +74,9 @@ class Daemon:
         *args: str,
         counter_file: str | None = None,
         command: list[str] | None = None,
+        log_file: str | None = None,
     ) -> None:
+        self.log_file = log_file
         os.makedirs(workdir, exist_ok=True)
         self.counter_file = os.path.abspath(
             counter_file or os.path.join(workdir, "clients.json")
@@ -74,7 +93,7 @@ class Daemon:
         ]
         self.process = subprocess.Popen(
             self.argv,
-            preexec_fn=raise_fd_limit,
+            preexec_fn=prepare_child,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=workdir,
@@ -99,7 +118,13 @@ class Daemon:
     @property
     def output(self) -> str:
         with self._seen:
-            return "".join(self.lines)
+            printed = "".join(self.lines)
+        if self.log_file is not None:
+            try:
+                return printed + Path(self.log_file).read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return printed
 
     def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
         """
@@ -107,6 +132,16 @@ class Daemon:
         """
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
+        if self.log_file is not None:
+            while True:
+                found = regex.search(self.output)
+                if found:
+                    return found
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise AssertionError(
+                        f"{pattern!r} not seen in the daemon's log:\n" + self.output
+                    )
+                time.sleep(0.05)
         with self._seen:
             checked = 0
             while True:
@@ -133,6 +168,11 @@ class Daemon:
             self.process.send_signal(sig)
         try:
             return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the daemon did not stop within {timeout} s of "
+                f"{signal.Signals(sig).name}; its output:\n{self.output}"
+            )
         finally:
             if self.process.poll() is None:
                 self.process.kill()
