@@ -177,3 +177,33 @@ class PlayerViewTests(SynchronousTestCase):
         self.frame("", type="matched", channel="L", players=["a", "b"], you="a")
         sends = self.frame("L", type="round", round=1, timeout=10.0)
         self.assertEqual(sends, [Send("L", {"type": "move", "move": "paper"})])
+
+    def test_several_held_moves_in_order(self) -> None:
+        """
+        Moves typed ahead are played one a round, first typed first, even
+        when typed during a round the script already moved in.
+        """
+        self.view.hold_moves = True
+        for key in ("r", "p", "s"):
+            self.view.typed(key)
+        self.frame("", type="welcome", client="a", lobby_size=2)
+        self.frame("", type="matched", channel="L", players=["a", "b"], you="a")
+        played = []
+        for number in (1, 2, 3):
+            sends = self.frame("L", type="round", round=number, timeout=10.0)
+            played += [s.payload["move"] for s in sends]
+            self.frame("L", type="moved", player="a")
+            self.frame("L", type="result", round=number, moves={"a": played[-1], "b": None},
+                       winners=["a"], timed_out=["b"])
+        self.assertEqual(played, ["rock", "paper", "scissors"])
+        self.assertFalse(any("already played" in line for line in self.said))
+
+    def test_typed_during_round_held_for_next(self) -> None:
+        self.view.hold_moves = True
+        self.frame("", type="welcome", client="a", lobby_size=2)
+        self.frame("", type="matched", channel="L", players=["a", "b"], you="a")
+        self.frame("L", type="round", round=1, timeout=10.0)
+        self.assertEqual(self.view.typed("r"), [Send("L", {"type": "move", "move": "rock"})])
+        self.assertEqual(self.view.typed("s"), [])
+        sends = self.frame("L", type="round", round=2, timeout=10.0)
+        self.assertEqual(sends, [Send("L", {"type": "move", "move": "scissors"})])

@@ -126,19 +126,36 @@ class LobbyPrivacyTests(SynchronousTestCase):
         h.send(eve, ';{"type":"unqueue"}')
         a, b = h.connect(), h.connect()
         channel = h.frames(a)[2][1]["channel"]
-        for line in (
-            ';{"type":"stats"}',
-            'room;{"type":"subscribe"}',
-            channel + ';{"type":"subscribe"}',
-            channel + ';{"type":"publish","data":"x"}',
-            channel + ';{"type":"move","move":"rock"}',
-            channel + ';{"type":"unsubscribe"}',
-        ):
-            h.send(eve, line)
+        fake = "lobby:" + "Q" * 22
+
+        def outsider_sees(name: str) -> bytes:
+            # Everything the outsider is sent, its own answers included.
+            seen = h.take(eve)
+            for line in (
+                ';{"type":"stats"}',
+                'room;{"type":"subscribe"}',
+                name + ';{"type":"subscribe"}',
+                name + ';{"type":"publish","data":"x"}',
+                name + ';{"type":"move","move":"rock"}',
+                name + ';{"type":"unsubscribe"}',
+                name + ';{"type":"watch"}',
+                name + ';{"type":"who"}',
+                'room;{"type":"unsubscribe"}',
+            ):
+                eve.data_received(line.encode() + b"\n")
+                seen += h.take(eve)
+            return seen
+
+        live = outsider_sees(channel)
+        unknown = outsider_sees(fake)
         h.send(a, channel + ';{"type":"move","move":"rock"}')
-        seen = h.take(eve)
-        everything = b"".join(json.dumps(body).encode() for _, body in parse(seen))
-        self.assertNotIn(channel.encode(), seen + everything)
+        live += h.take(eve)
+        # The live lobby answers exactly as one that does not exist...
+        self.assertEqual(live.replace(channel.encode(), b"ID"), unknown.replace(fake.encode(), b"ID"))
+        # ...and nothing of the game reaches the outsider.
+        types = [body["type"] for _, body in parse(live)]
+        self.assertEqual(set(types), {"stats", "subscribed", "unsubscribed", "error"})
+        self.assertNotIn(b"rock", live.replace(b'"move":"rock"', b""))
         self.assertEqual(h.server.hub.get(channel).members.keys(), {a, b})
 
     def test_ids_differ(self) -> None:

@@ -270,3 +270,65 @@ class RockPaperScissorsTests(SynchronousTestCase):
         self.game.stop("shutdown")
         self.game.player_left("a")
         self.assertEqual(len(self.lobby.ended), 1)
+
+
+class DepartedPlayerTests(SynchronousTestCase):
+    def test_leaver_with_best_score_cannot_win(self) -> None:
+        """
+        A player who left holding the best score is not among the final
+        winners: those still present with the best score among them are.
+        """
+        lobby = FakeLobby(("a", "b", "c"), GameSettings(10.0, 2))
+        game = RockPaperScissors(lobby)
+        game.start()
+        game.received("a", move("rock"))
+        game.received("b", move("scissors"))
+        game.received("c", move("scissors"))  # a wins round 1
+        lobby.gone.add("a")
+        game.player_left("a")
+        game.received("b", move("paper"))
+        game.received("c", move("rock"))  # b wins round 2
+        [over] = lobby.ended
+        self.assertEqual(dict(over.scores), {"a": 1, "b": 1, "c": 0})
+        self.assertEqual(tuple(over.winners), ("b",))
+
+    def test_leaver_alone_on_top(self) -> None:
+        lobby = FakeLobby(("a", "b", "c"), GameSettings(10.0, 2))
+        game = RockPaperScissors(lobby)
+        game.start()
+        game.received("a", move("rock"))
+        game.received("b", move("scissors"))
+        game.received("c", move("scissors"))
+        lobby.gone.add("a")
+        game.player_left("a")
+        lobby.clock.advance(10)  # nobody moves in round 2
+        [over] = lobby.ended
+        self.assertEqual(tuple(over.winners), ())
+
+
+class JudgeProperties(SynchronousTestCase):
+    """
+    The rules, a second way: judge against a plain statement of them.
+    """
+
+    def test_against_model(self) -> None:
+        from hypothesis import given, strategies as st
+
+        @given(st.lists(st.sampled_from(["rock", "paper", "scissors", None]), min_size=2, max_size=6))
+        def check(shapes: list) -> None:
+            moves = {f"p{i}": s for i, s in enumerate(shapes)}
+            played = {s for s in shapes if s}
+            absent = None in shapes
+            if len(played) == 2:
+                beaten = {"rock": "scissors", "paper": "rock", "scissors": "paper"}
+                top = next(s for s in played if beaten[s] in played)
+                expected = [p for p, s in moves.items() if s == top]
+            elif absent:
+                expected = [p for p, s in moves.items() if s]
+            else:
+                expected = []
+            self.assertEqual(list(judge(moves)), expected)
+            for p in judge(moves):
+                self.assertIsNotNone(moves[p])  # the absent never win
+
+        check()

@@ -339,11 +339,12 @@ class PlayerView:
         if word in MOVE_KEYS:
             if self.stage is Stage.MOVING and self.my_move is None:
                 return self._move(MOVE_KEYS[word])
+            if self.hold_moves:
+                # A script types ahead: this move is for the next round.
+                self._held_moves.append(MOVE_KEYS[word])
+                return []
             if self.stage is Stage.MOVING:
                 self.say(f"you already played {self.my_move} this round")
-                return []
-            if self.hold_moves:
-                self._held_moves.append(MOVE_KEYS[word])
                 return []
         if self.lobby is not None:
             return [Send(self.lobby, {"type": "publish", "data": text})]
