@@ -138,8 +138,18 @@ def is_soukets(kind: str) -> bool:
     return kind == "soukets" or kind.startswith("soukets@")
 
 
+def no_web(code: Path) -> list[str]:
+    """
+    C{--no-web} for a soukets that serves a web site by default (so that
+    two of them, or a baseline beside this checkout, never compete for its
+    port); nothing for an earlier one, which has no such option.
+    """
+    options = code / "soukets" / "options.py"
+    return ["--no-web"] if '"no-web"' in options.read_text() else []
+
+
 def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
-                profile: str | None = None) -> list[str]:
+                profile: str | None = None, code: Path = CHECKOUT) -> list[str]:
     """
     The command line that runs server C{kind} on 127.0.0.1:C{port}; soukets
     under cProfile, writing to C{profile}, if given.
@@ -150,7 +160,7 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
                 "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
                 "--max-clients", "100000", "--max-rate", "10000000",
                 "--counter-file", os.path.join(workdir, f"clients-{port}.json"),
-                *soukets_args]
+                *no_web(code), *soukets_args]
     if kind == "floor":
         return [sys.executable, str(HERE / "floor.py"), str(port)]
     if kind == "redis":
@@ -171,7 +181,7 @@ def start(kind: str, workdir: str, soukets_args: list[str] = (),
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(code))
     process = subprocess.Popen(
-        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile)),
+        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code)),
         cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RunningServer(kind, port, process)

@@ -123,6 +123,15 @@ class LineTooLong:
     length: int
 
 
+@attrs.frozen
+class BinaryMessage:
+    """
+    Marks a binary WebSocket message: frames are text.
+    """
+
+    length: int
+
+
 @attrs.define
 class LineSplitter:
     """

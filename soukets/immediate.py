@@ -6,7 +6,7 @@ A Twisted transport buffers every write until the reactor next reports its
 socket writable (twisted/twisted#5303, open since 2011): each write costs
 two C{epoll_ctl} calls and one more trip through the event loop before the
 bytes leave.  soukets already gathers what a client is owed during a reactor
-turn into one write (L{SouketsFactory.owe<soukets.protocol.SouketsFactory.owe>});
+turn into one write (L{Gate.owe<soukets.transports.connection.Gate.owe>});
 L{write_now} then sends it straight away when the transport has nothing
 queued, and queues only what the socket did not take.  Measured with
 C{bench/run.py --baseline}, this made C{fanout} and C{pairs} 1.57 x faster

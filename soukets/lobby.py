@@ -32,6 +32,7 @@ from soukets.games import GameFactory
 from soukets.games.base import SHUTDOWN, GameOver, GameSettings, IGame, IGameContext
 from soukets.hub import LOBBY_PREFIX, ChannelHub
 from soukets.matchmaking import MatchQueue
+from soukets.tally import Tally
 
 LOBBY_ID_BYTES = 16
 """Lobby channel ids carry this many random bytes (128 bits)."""
@@ -176,8 +177,10 @@ class LobbyService(Service):
         lobby_size: int,
         settings: GameSettings,
         clock: IReactorTime,
+        tally: Tally | None = None,
     ) -> None:
         self._hub = hub
+        self._tally = tally or Tally()
         self.game_name = game_name
         self._game_factory = game_factory
         self._queue: MatchQueue[Player] = MatchQueue(lobby_size)
@@ -368,6 +371,7 @@ class LobbyService(Service):
             return
         if over is not None:
             lobby.send(over.to_payload())
+            self._tally.game_over(over.reason)
         lobby.send({"type": "closed"})
         lobby.state = LobbyState.CLOSED
         self._hub.close(lobby.channel)

@@ -13,9 +13,10 @@ from twisted.python import usage
 from soukets.counter import CounterError, default_counter_file, prepare_directory
 from soukets.frames import DEFAULT_MAX_LINE
 from soukets.games import available_games
-from soukets.protocol import DEFAULT_MAX_BUFFER
+from soukets.transports.connection import DEFAULT_MAX_BUFFER
 
 DEFAULT_LISTEN = "tcp:7777:backlog=511"
+DEFAULT_WEB = "tcp:7780"
 
 
 def _positive_int(name: str, minimum: int = 1):
@@ -70,6 +71,12 @@ class Options(usage.Options):
             "no-auto-queue",
             None,
             "Do not queue new connections; they send queue themselves.",
+        ],
+        [
+            "no-web",
+            None,
+            "Serve no web site (no browser page, WebSocket, /metrics or "
+            "/healthz).",
         ],
     ]
 
@@ -162,6 +169,30 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["web"] = []
+        self["web-origin"] = []
+
+    def opt_web(self, endpoint: str) -> None:
+        """
+        Serve the web site (the page at /, WebSocket at /ws, /metrics,
+        /healthz) on this Twisted endpoint string; repeatable; ssl: gives
+        HTTPS and wss: [default: tcp:7780].
+        """
+        self["web"].append(endpoint)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """
+        Also accept WebSocket connections from browser pages of this origin
+        (scheme://host[:port]); repeatable [default: only the site's own].
+        """
+        from soukets.transports.websocket import normalize_origin
+
+        if normalize_origin(origin) is None:
+            raise usage.UsageError(
+                f"--web-origin {origin!r} is not an origin such as "
+                "https://example.org or http://localhost:8080"
+            )
+        self["web-origin"].append(origin)
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -187,13 +218,18 @@ class Options(usage.Options):
             self["rate-burst"] = self["max-rate"]
         from twisted.internet import reactor
 
-        for description in self["listen"]:
-            try:
-                endpoints.serverFromString(reactor, description)
-            except Exception as e:
-                raise usage.UsageError(
-                    f"--listen {description!r} is not a usable endpoint: {e}"
-                )
+        if self["no-web"]:
+            self["web"] = []
+        elif not self["web"]:
+            self["web"] = [DEFAULT_WEB]
+        for option in ("listen", "web"):
+            for description in self[option]:
+                try:
+                    endpoints.serverFromString(reactor, description)
+                except Exception as e:
+                    raise usage.UsageError(
+                        f"--{option} {description!r} is not a usable endpoint: {e}"
+                    )
         games = available_games()
         if self["game"] not in games:
             raise usage.UsageError(

@@ -25,7 +25,9 @@ from soukets.games import GameFactory, load_game
 from soukets.games.base import GameSettings
 from soukets.hub import ChannelHub
 from soukets.lobby import LobbyService
+from soukets.outbox import Owed
 from soukets.session import Session
+from soukets.tally import Tally
 
 
 @attrs.frozen
@@ -70,6 +72,7 @@ class Server:
     game_factory: GameFactory | None = None
     host_clients: Callable[[Server], Deferred[int]] = _local_count
     hub: ChannelHub = attrs.field(factory=ChannelHub)
+    tally: Tally = attrs.field(factory=Tally)
     lobbies: LobbyService = attrs.field(init=False)
     sessions: dict[str, Session] = attrs.field(factory=dict)
     _ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
@@ -85,11 +88,12 @@ class Server:
             self.settings.lobby_size,
             self.settings.game_settings,
             self.clock,
+            self.tally,
         )
 
     def connect(
         self,
-        output: Callable[[bytes], None],
+        output: Callable[[Owed], None],
         disconnect: Callable[[], None],
         pause_reading: Callable[[], None] = lambda: None,
         resume_reading: Callable[[], None] = lambda: None,

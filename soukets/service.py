@@ -1,6 +1,7 @@
 """
-The soukets daemon as a Twisted service: the client counter, the lobbies and
-the listening endpoints, started and stopped in the right order.
+The soukets daemon as a Twisted service: the client counter, the lobbies,
+the listening endpoints (TCP lines, and the web site with its WebSocket),
+started and stopped in the right order.
 """
 
 from __future__ import annotations
@@ -8,21 +9,58 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from soukets.counter import HostCounterService
 from soukets.games.base import SHUTDOWN
 from soukets.options import Options
-from soukets.protocol import SouketsFactory
 from soukets.server import Server, ServerSettings
 from soukets.signals import SignalService
+from soukets.transports.connection import Gate
+from soukets.transports.tcp import SouketsFactory
 
 SHUTDOWN_GRACE = 1.0
 """Seconds clients get to take their last frames before being cut off."""
+
+
+class Listener(StreamServerEndpointService):
+    """
+    One listening endpoint, named by the option that asked for it
+    (C{--listen} or C{--web}) and its endpoint string.  A port that cannot
+    be had stops the daemon's start with a one-line reason.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, option: str, description: str, factory: Factory, reactor: Any) -> None:
+        from twisted.internet import endpoints
+
+        super().__init__(endpoints.serverFromString(reactor, description), factory)
+        self.option = option
+        self.description = description
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except CannotListenError as e:
+            raise SystemExit(
+                f"soukets: --{self.option} {self.description}: cannot listen "
+                f"on port {e.port}: {_reason(e)}"
+            )
+
+
+def _reason(error: CannotListenError) -> str:
+    socket_error = error.socketError
+    text = getattr(socket_error, "strerror", None) or str(socket_error)
+    if getattr(socket_error, "errno", None) == 98:
+        text += " (another program, or another soukets, is using it)"
+    return text
 
 
 class SouketsService(MultiService):
@@ -43,22 +81,41 @@ class SouketsService(MultiService):
         self,
         server: Server,
         counter: HostCounterService,
-        factory: SouketsFactory,
+        gate: Gate,
         clock: IReactorTime,
     ) -> None:
         super().__init__()
         self.server = server
         self.counter = counter
-        self.factory = factory
+        self.gate = gate
         self.clock = clock
 
-    def _listening(self, port: Any) -> Any:
+    def problem(self) -> str | None:
+        """
+        Why the server does not accept clients now, or L{None} if it does.
+        """
+        if not self.running:
+            return "stopping"
+        if self.counter.last_total >= self.counter.max_clients:
+            return "full"
+        return None
+
+    def _listening(self, port: Any, listener: Listener) -> Any:
         address = port.getHost()
-        self.log.info(
-            "listening on {host}:{port}",
-            host=getattr(address, "host", address),
-            port=getattr(address, "port", ""),
-        )
+        host = getattr(address, "host", address)
+        number = getattr(address, "port", "")
+        secure = listener.description.startswith("ssl:")
+        if listener.option == "web":
+            scheme = "https" if secure else "http"
+            self.log.info(
+                "web site on {scheme}://{host}:{port}/ (WebSocket at /ws)",
+                scheme=scheme, host=host, port=number,
+            )
+        else:
+            self.log.info(
+                "listening on {host}:{port}{tls}", host=host, port=number,
+                tls=" (TLS)" if secure else "",
+            )
         return port
 
     def startService(self) -> None:
@@ -66,11 +123,9 @@ class SouketsService(MultiService):
         self.server.lobbies.startService()
         super().startService()
         for listener in self:
-            if not hasattr(listener, "_waitingForPort"):
-                continue  # not a listening endpoint
-            # Twisted keeps the port each listener listens on in this
-            # Deferred; it has fired by now, since TCP listens at once.
-            listener._waitingForPort.addCallback(self._listening)
+            if isinstance(listener, Listener):
+                # TCP listens at once: this Deferred has fired by now.
+                listener._waitingForPort.addCallback(self._listening, listener)
         settings = self.server.settings
         self.log.info(
             "soukets running {game} in lobbies of {size}, at most "
@@ -94,7 +149,7 @@ class SouketsService(MultiService):
         await super().stopService()
         self.server.lobbies.stopService()
         self.server.say_goodbye(SHUTDOWN)
-        await self.factory.close_all(self.clock, SHUTDOWN_GRACE)
+        await self.gate.close_all(self.clock, SHUTDOWN_GRACE)
         await self.counter.stopService()
         # twistd re-raises the signal that stopped it once the reactor is
         # done; a shutdown that went cleanly exits 0 instead.
@@ -102,13 +157,11 @@ class SouketsService(MultiService):
             self.clock._exitSignal = None  # type: ignore[attr-defined]
 
 
-def make_service(options: Options, reactor: Any = None) -> SouketsService:
+def settings_from(options: Options) -> ServerSettings:
     """
-    Build the daemon from its parsed command line.
+    The server settings a parsed command line asks for.
     """
-    if reactor is None:
-        from twisted.internet import reactor
-    settings = ServerSettings(
+    return ServerSettings(
         lobby_size=options["taille-lobby"],
         game=options["game"],
         move_timeout=options["move-timeout"],
@@ -121,15 +174,36 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
         rate_burst=options["rate-burst"],
         idle_timeout=options["idle-timeout"],
     )
+
+
+def make_service(options: Options, reactor: Any = None) -> SouketsService:
+    """
+    Build the daemon from its parsed command line.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    settings = settings_from(options)
     counter = HostCounterService(
         options["counter-file"], settings.max_clients, reactor=reactor
     )
     server = Server(settings, reactor, host_clients=counter.host_clients)
-    factory = SouketsFactory(server, counter, max_buffer=options["max-buffer"])
-    service = SouketsService(server, counter, factory, reactor)
+    gate = Gate(server, counter, max_buffer=options["max-buffer"])
+    service = SouketsService(server, counter, gate, reactor)
     SignalService(reactor).setServiceParent(service)
+    lines = SouketsFactory(gate)
     for description in options["listen"]:
-        strports.service(description, factory, reactor=reactor).setServiceParent(
-            service
+        Listener("listen", description, lines, reactor).setServiceParent(service)
+    if options["web"]:
+        # Imported only for a daemon that serves the site.
+        from soukets.metrics import make_registry
+        from soukets.transports.websocket import SouketsWebSocketFactory
+        from soukets.web import make_site
+
+        site = make_site(
+            SouketsWebSocketFactory(gate, options["web-origin"]),
+            make_registry(server, counter),
+            service.problem,
         )
+        for description in options["web"]:
+            Listener("web", description, site, reactor).setServiceParent(service)
     return service

@@ -8,14 +8,18 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 
 from soukets.frames import (
+    BAD_FRAME,
     BAD_JSON,
+    EXAMPLE,
+    BinaryMessage,
     CONTROL,
     INTERNAL_ERROR,
     LINE_TOO_LONG,
@@ -30,11 +34,11 @@ from soukets.frames import (
     quote,
     with_id,
 )
+from soukets.hub import ChannelHub
 from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
+from soukets.lobby import LobbyService
 from soukets.outbox import Owed
-
-if TYPE_CHECKING:
-    from soukets.server import Server
+from soukets.tally import Tally
 
 PROTOCOL_VERSION = 1
 MAX_NAME = 32
@@ -58,6 +62,35 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+class SessionHost(Protocol):
+    """
+    What a session needs of the server it belongs to (the server is one;
+    the session does not import it).
+    """
+
+    settings: Any  # ServerSettings
+    clock: IReactorTime
+    hub: ChannelHub
+    lobbies: LobbyService
+    tally: Tally
+    log: Logger
+
+    def forget(self, session: Session) -> None:
+        """
+        C{session}'s connection is gone.
+        """
+
+    def check_subscription_limit(self, session: Session, channel: str) -> None:
+        """
+        @raise ProtocolError: if C{session} may not subscribe to C{channel}.
+        """
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        """
+        The figures of a C{stats} frame.
+        """
+
+
 @attrs.define(eq=False)
 class Session:
     """
@@ -68,7 +101,7 @@ class Session:
     """
 
     client_id: str
-    server: Server
+    server: SessionHost
     output: Callable[[Owed], None]
     disconnect: Callable[[], None]
     pause_reading: Callable[[], None] = lambda: None
@@ -78,7 +111,7 @@ class Session:
     _splitter: LineSplitter = attrs.field(init=False)
     # Lines read but not handled yet: they wait while an earlier frame's
     # answer is on its way, so that answers keep the order of the frames.
-    _held: deque[bytes | LineTooLong] = attrs.field(factory=deque)
+    _held: deque[bytes | LineTooLong | BinaryMessage] = attrs.field(factory=deque)
     _answering: Deferred[None] | None = None
     _flood: FloodGuard = attrs.field(init=False)
     _last_heard: float = 0.0
@@ -123,6 +156,7 @@ class Session:
         """
         Tell the client about C{error}, on the channel it names.
         """
+        self.server.tally.error(error.code)
         self.send(encode_frame(error.channel, error.to_payload()))
 
     # Input
@@ -161,6 +195,21 @@ class Session:
             self._held.extend(lines)
             self._handle_held()
 
+    def message_received(self, data: bytes, binary: bool = False) -> None:
+        """
+        One whole frame arrived as one message (over WebSocket): it is one
+        line, with or without a line ending.  A binary message is refused.
+        """
+        self._last_heard = self.server.clock.seconds()
+        if binary:
+            self._held.append(BinaryMessage(len(data)))
+        else:
+            if data.endswith(b"\n"):
+                data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+            max_line = self._splitter.max_line
+            self._held.append(LineTooLong(len(data)) if len(data) > max_line else data)
+        self._handle_held()
+
     def _handle_held(self) -> None:
         while (
             self._held
@@ -169,7 +218,8 @@ class Session:
         ):
             self._handle(self._held.popleft())
 
-    def _handle(self, line: bytes | LineTooLong) -> None:
+    def _handle(self, line: bytes | LineTooLong | BinaryMessage) -> None:
+        self.server.tally.frames_received += 1
         verdict = self._flood.check()
         if verdict is FloodVerdict.DROP:
             return
@@ -188,7 +238,15 @@ class Session:
                 )
                 self.drop()
             return
-        if isinstance(line, LineTooLong):
+        if isinstance(line, BinaryMessage):
+            self.send_error(
+                ProtocolError(
+                    BAD_FRAME,
+                    "frames are text messages (CHANNEL;JSON), not binary; "
+                    f"send for example {EXAMPLE} as a text message",
+                )
+            )
+        elif isinstance(line, LineTooLong):
             self.send_error(
                 ProtocolError(
                     LINE_TOO_LONG,

@@ -83,12 +83,16 @@ class Daemon:
         )
         if command is None:
             command = [sys.executable, "-m", "soukets"]
+        # A test daemon serves no web site unless it asks for one (on a
+        # free port: --web tcp:0:interface=127.0.0.1).
+        web = [] if "--web" in args or "--no-web" in args else ["--no-web"]
         self.argv = [
             *command,
             "--listen",
             "tcp:0:interface=127.0.0.1:backlog=511",
             "--counter-file",
             self.counter_file,
+            *web,
             *args,
         ]
         self.process = subprocess.Popen(
@@ -105,6 +109,10 @@ class Daemon:
         self._reader.start()
         found = self.wait_for(r"listening on 127\.0\.0\.1:(\d+)")
         self.port = int(found.group(1))
+        self.web_port: int | None = None
+        if "--web" in args:
+            site = self.wait_for(r"web site on https?://127\.0\.0\.1:(\d+)/")
+            self.web_port = int(site.group(1))
 
     def _read(self) -> None:
         assert self.process.stdout is not None

@@ -27,7 +27,8 @@ from twisted.internet.protocol import Protocol, ClientFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from soukets.counter import HostCounterService
-from soukets.protocol import KEEPALIVE_IDLE, SouketsFactory
+from soukets.transports.connection import Gate
+from soukets.transports.tcp import KEEPALIVE_IDLE, SouketsFactory
 from soukets.server import Server, ServerSettings
 
 from tests.daemon import Client, Daemon
@@ -170,7 +171,7 @@ class KeepaliveTests(TestCase):
         counter = HostCounterService(Path(self.mktemp()) / "c.json", 10)
         counter.startService()
         self.addCleanup(counter.stopService)
-        factory = SouketsFactory(Server(ServerSettings(), reactor), counter)
+        factory = SouketsFactory(Gate(Server(ServerSettings(), reactor), counter))
         port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
         self.addCleanup(port.stopListening)
         welcomed: Deferred[None] = Deferred()
@@ -184,8 +185,8 @@ class KeepaliveTests(TestCase):
             reactor, "127.0.0.1", port.getHost().port
         ).connect(ClientFactory.forProtocol(Reader))
         yield welcomed
-        [connection] = factory.connections
-        sock = connection.transport.getHandle()
+        [connection] = factory.gate.connections
+        sock = connection.link.transport.getHandle()
         self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), KEEPALIVE_IDLE)
         self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL), 100)

@@ -119,8 +119,22 @@ def listen_ports(w: Wired) -> list[Any]:
     return [
         getattr(child.endpoint, "_port", None)
         for child in w.service
-        if hasattr(child, "endpoint")
+        if getattr(child, "option", None) == "listen"
     ]
+
+
+def web_ports(w: Wired) -> list[Any]:
+    return [
+        getattr(child.endpoint, "_port", None)
+        for child in w.service
+        if getattr(child, "option", None) == "web"
+    ]
+
+
+def origins(w: Wired) -> list[Any]:
+    site = [c.factory for c in w.service if getattr(c, "option", None) == "web"][0]
+    websocket = site.resource.children[b"ws"]._factory
+    return sorted(websocket.origins)
 
 
 # option: (arguments, what to observe, value by default, value with the option)
@@ -133,13 +147,16 @@ ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "game": (("--game", "chat"), welcome_game, "rps", "chat"),
     "counter-file": (("--counter-file", "/tmp/soukets-wiring-test/c.json"), lambda w: str(w.service.counter.path).endswith("soukets-wiring-test/c.json"), False, True),
     "max-line": (("--max-line", "100"), line_limit, [None], ["line_too_long"]),
-    "max-buffer": (("--max-buffer", "2048"), lambda w: w.service.factory.max_buffer, 1024 * 1024, 2048),
+    "max-buffer": (("--max-buffer", "2048"), lambda w: w.service.gate.max_buffer, 1024 * 1024, 2048),
     "max-subscriptions": (("--max-subscriptions", "2"), subscription_limit, ["subscribed"] * 3, ["subscribed", "subscribed", "forbidden"]),
     "max-rate": (("--max-rate", "10", "--rate-burst", "10"), rate_limited, False, True),
     "rate-burst": (("--max-rate", "1000", "--rate-burst", "5"), pongs_in_burst, 40, 5),
     "idle-timeout": (("--idle-timeout", "10"), idle_dropped, False, True),
     "no-auto-queue": (("--no-auto-queue",), auto_queued, True, False),
     "listen": (("--listen", "tcp:7781:interface=127.0.0.1"), listen_ports, [7777], [7781]),
+    "web": (("--web", "tcp:7782"), web_ports, [7780], [7782]),
+    "no-web": (("--no-web",), web_ports, [7780], []),
+    "web-origin": (("--web-origin", "https://Example.org:443"), origins, [], ["https://example.org"]),
 }
 
 

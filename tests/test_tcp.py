@@ -1,5 +1,5 @@
 """
-Tests for L{soukets.protocol}: admission through the host counter, slow
+Tests for L{soukets.transports.tcp} and L{soukets.transports.connection}: admission through the host counter, slow
 readers, and the wiring to a session, over in-memory transports.
 """
 
@@ -15,7 +15,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.counter import HostCounterService
-from soukets.protocol import ConnectionState, SlowReaderGuard, SouketsFactory, SouketsProtocol
+from soukets.transports.connection import ConnectionState, Gate, SlowReaderGuard
+from soukets.transports.tcp import SouketsFactory, SouketsProtocol
 from soukets.server import Server, ServerSettings
 
 from tests.support import parse, synchronous
@@ -53,7 +54,7 @@ class ProtocolTests(SynchronousTestCase):
         self.counter.startService()
         self.addCleanup(self.counter.stopService)
         self.server = Server(settings, self.clock, host_clients=self.counter.host_clients)
-        self.factory = SouketsFactory(self.server, self.counter, max_buffer=max_buffer)
+        self.factory = SouketsFactory(Gate(self.server, self.counter, max_buffer=max_buffer))
 
     def make_pending(self) -> list[Deferred[Any]]:
         """
@@ -105,7 +106,7 @@ class ProtocolTests(SynchronousTestCase):
         pending = self.make_pending()
         protocol, transport = self.connect()
         self.assertEqual((transport.producerState, transport.value()), ("producing", b""))
-        self.assertIs(protocol.state, ConnectionState.ADMITTING)
+        self.assertIs(protocol.connection.state, ConnectionState.ADMITTING)
         protocol.dataReceived(b';{"type":"ping","id":1}\r\n;{"type":"pi')
         protocol.dataReceived(b'ng","id":2}\r\n')
         pending[-1].callback(None)
@@ -172,7 +173,7 @@ class ProtocolTests(SynchronousTestCase):
         self.connect()
         self.lose(first)
         protocol, transport = self.connect()
-        self.assertIs(protocol.state, ConnectionState.OPEN)
+        self.assertIs(protocol.connection.state, ConnectionState.OPEN)
         self.assertEqual(self.counter._file.clients, 2)
 
     def test_counter_unavailable(self) -> None:
