@@ -5,7 +5,8 @@ out, and frames back to bytes.
 This module imports nothing from Twisted.  L{LineSplitter} cuts a byte stream
 into lines (enforcing the maximum line length), L{decode_line} turns one line
 into a L{Frame} or a L{ProtocolError}, and L{encode_frame} turns a channel and
-a payload into the bytes of one server frame.  See ``PROTOCOL.md``.
+a payload into the bytes of one server frame.  The protocol reference is
+``docs/protocol.rst``.
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ class Options(usage.Options):
     longdesc = (
         "soukets: a real-time channel server speaking CHANNEL;JSON lines, "
         "with a matchmaking queue that puts --taille-lobby players in a lobby "
-        "channel running --game. See README.rst and PROTOCOL.md."
+        "channel running --game; browsers play and chat on the --web site. "
+        "The protocol reference and the operations guide are in the "
+        "project's docs/ (docs/protocol.rst, docs/operations.rst)."
     )
 
     optFlags = [
@@ -151,6 +153,14 @@ class Options(usage.Options):
             "Frames one connection may send at once above --max-rate "
             "[default: the same as --max-rate].",
             _positive_float("rate-burst"),
+        ],
+        [
+            "web-ping",
+            None,
+            30.0,
+            "Seconds between the WebSocket pings the server sends; a browser "
+            "that has not answered one by the next is dropped.",
+            _positive_float("web-ping"),
         ],
         [
             "idle-timeout",

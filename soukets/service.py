@@ -200,7 +200,7 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
         from soukets.web import make_site
 
         site = make_site(
-            SouketsWebSocketFactory(gate, options["web-origin"]),
+            SouketsWebSocketFactory(gate, options["web-origin"], options["web-ping"]),
             make_registry(server, counter),
             service.problem,
         )

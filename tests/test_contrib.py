@@ -62,8 +62,10 @@ class SystemdUnitTests(SynchronousTestCase):
                 a.replace("%i", "7778")
                 .replace("/run/soukets/clients.json", self.mktemp() + "/c.json")
                 for a in argv[4:]
-                if a != "$SOUKETS_OPTIONS"
+                if a not in ("$SOUKETS_OPTIONS", "$SOUKETS_WEB")
             ]
+            if "$SOUKETS_WEB" in argv:
+                args.append("--no-web")  # the unit's default
             options = Options()
             options.parseOptions(args + ["--game", "chat"])
             self.assertIn("backlog=511", options["listen"][0])

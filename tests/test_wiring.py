@@ -156,6 +156,7 @@ ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "listen": (("--listen", "tcp:7781:interface=127.0.0.1"), listen_ports, [7777], [7781]),
     "web": (("--web", "tcp:7782"), web_ports, [7780], [7782]),
     "no-web": (("--no-web",), web_ports, [7780], []),
+    "web-ping": (("--web-ping", "5"), lambda w: [c.factory.resource.children[b"ws"]._factory.autoPingInterval for c in w.service if getattr(c, "option", None) == "web"], [30.0], [5.0]),
     "web-origin": (("--web-origin", "https://Example.org:443"), origins, [], ["https://example.org"]),
 }
 

@@ -281,6 +281,8 @@ class Gate:
     is written once per reactor turn; and at shutdown they are all closed.
     """
 
+    log = Logger()
+
     def __init__(
         self,
         server: Server,
@@ -315,7 +317,13 @@ class Gate:
         """
         owed, self._owed = self._owed, []
         for connection in owed:
-            connection.flush()
+            try:
+                connection.flush()
+            except Exception:
+                # One connection's failure must not leave the others
+                # unwritten (they would wait for a flush that never comes).
+                self.log.failure("writing to {peer} failed", peer=connection.peer)
+                connection.link.abort()
 
     def close_all(self, clock: IReactorTime, grace: float) -> Deferred[Any]:
         """

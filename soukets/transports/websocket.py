@@ -146,6 +146,10 @@ class SouketsWebSocketFactory(WebSocketServerFactory):
             autoPingTimeout=ping_interval,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=1,
+            # A message too big gets a close frame with 1009, not a drop.
+            failByDrop=False,
+            # Origins, "null" included, are judged by origin_allowed (403).
+            allowNullOrigin=True,
         )
 
     def origin_allowed(self, origin: str, host: str, secure: bool) -> bool:
