@@ -100,6 +100,49 @@ class NatsDialect(Dialect):
         return f"PUB {channel} {len(payload)}\r\n{payload}\r\n".encode()
 
 
+# One client-side framer for every connection: a text frame's bytes depend
+# only on its payload (and a masking key), not on the connection.
+_FRAMER = None
+
+
+def _text_frame(text: str) -> bytes:
+    """
+    One masked, final WebSocket text frame carrying C{text}, made by
+    wsproto (the load generator sends as a client must).
+    """
+    global _FRAMER
+    if _FRAMER is None:
+        from wsproto.frame_protocol import FrameProtocol
+
+        _FRAMER = FrameProtocol(client=True, extensions=[])
+    return _FRAMER.send_data(text, fin=True)
+
+
+def _handshake(path: str) -> bytes:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import Request
+
+    return WSConnection(ConnectionType.CLIENT).send(Request(host="127.0.0.1", target=path))
+
+
+@attrs.frozen
+class WebSocketDialect(LineDialect):
+    """
+    soukets' frames, one per WebSocket text message (and the WebSocket
+    floor, which relays them).  The connection opens with the upgrade
+    request; the server's 101 answer has no marker in it, and the frames
+    it sends are not masked, so a delivered payload is counted in the raw
+    stream like any other.  (Frames of these small payloads have two-byte
+    headers, neither byte of which can be the marker's C{~}.)
+    """
+
+    def subscribe(self, channel: str) -> bytes:
+        return _text_frame(super().subscribe(channel).decode().rstrip("\n"))
+
+    def publish(self, channel: str, payload: str) -> bytes:
+        return _text_frame(super().publish(channel, payload).decode().rstrip("\n"))
+
+
 DIALECTS = {
     "soukets": LineDialect("soukets", b"", b'"}\n'),
     "floor": LineDialect("floor", b"", b'"}\n'),
@@ -109,4 +152,10 @@ DIALECTS = {
         b'CONNECT {"verbose":false,"pedantic":false,"echo":false}\r\n',
         b"\r\n",
     ),
+}
+
+# Over WebSocket: soukets at /ws, the floor relay at any path.
+WS_DIALECTS = {
+    "soukets": WebSocketDialect("soukets-ws", _handshake("/ws"), b'"}'),
+    "wsfloor": WebSocketDialect("wsfloor", _handshake("/"), b'"}'),
 }

@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "redis": "#1f77b4", "nats": "#2ca02c"}
+COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "wsfloor": "#bcbd22", "redis": "#1f77b4", "nats": "#2ca02c"}
 BASELINE = "#ff9896"  # soukets@REF, an earlier soukets
 
 # (scenario, figure, title, scale)
@@ -24,6 +24,8 @@ PANELS = [
     ("fanout", "deliveries_per_s", "fanout: deliveries/s (millions)", 1e-6),
     ("pairs", "messages_per_s", "pairs: messages/s (thousands)", 1e-3),
     ("conns", "kib_per_conn", "conns: server RSS per idle connection (KiB)", 1),
+    ("wsfanout", "deliveries_per_s", "WebSocket fanout: deliveries/s (millions)", 1e-6),
+    ("wsconns", "kib_per_conn", "WebSocket: server RSS per idle connection (KiB)", 1),
     ("fanout", "p99_ms", "fanout: p99 latency (ms)", 1),
     ("pairs", "p99_ms", "pairs, flat out: p99 round trip (ms)", 1),
     ("pairs", "paced", "pairs, paced: p99 round trip (ms) by load", 1),

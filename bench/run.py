@@ -36,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scenarios  # noqa: E402
 import servers  # noqa: E402
-from dialects import DIALECTS  # noqa: E402
+from dialects import DIALECTS, WS_DIALECTS  # noqa: E402
 
 # The floor runs first: the others' paced pairs use its rate.
-ALL_SERVERS = ["floor", "soukets", "redis", "nats"]
+TCP_SERVERS = ["floor", "soukets", "redis", "nats"]
+ALL_SERVERS = ["floor", "wsfloor", "soukets", "redis", "nats"]
 
 
 @attrs.frozen
@@ -55,6 +56,7 @@ class Scenario:
     higher_is_better: bool
     full: dict
     quick: dict
+    transport: str = "tcp"  # or "websocket": clients use the web site's /ws
 
     def soukets_args(self, quick: bool) -> list[str]:
         """
@@ -74,24 +76,36 @@ class Scenario:
         phases run at fractions of the floor's rate, so that round trips
         are compared at the same loads.
         """
-        run = getattr(scenarios, self.name)
+        # A WebSocket scenario runs its TCP namesake's code (wsfanout: fanout).
+        code_name = self.name.removeprefix("ws") if self.transport == "websocket" else self.name
+        run = getattr(scenarios, code_name)
         params = dict(self.quick if quick else self.full)
         if self.name == "pairs" and floor is not None:
             params["reference_rate"] = floor["messages_per_s"]
+        kind = "soukets" if servers.is_soukets(server.kind) else server.kind
+        if self.transport == "websocket":
+            return run(server, WS_DIALECTS[kind], **params)
         if self.name in ("fanout", "pairs", "conns"):
-            dialect = DIALECTS["soukets" if servers.is_soukets(server.kind) else server.kind]
-            return run(server, dialect, **params)
+            return run(server, DIALECTS[kind], **params)
         return run(server, **params)
 
 
 SCENARIOS = [
-    Scenario("fanout", tuple(ALL_SERVERS), "deliveries_per_s", True,
+    Scenario("fanout", tuple(TCP_SERVERS), "deliveries_per_s", True,
              full={"subscribers": 100, "messages": 20000, "window": 1000},
              quick={"subscribers": 20, "messages": 2000, "window": 200}),
-    Scenario("pairs", tuple(ALL_SERVERS), "messages_per_s", True,
+    Scenario("wsfanout", ("wsfloor", "soukets"), "deliveries_per_s", True,
+             full={"subscribers": 100, "messages": 5000, "window": 500},
+             quick={"subscribers": 20, "messages": 500, "window": 100},
+             transport="websocket"),
+    Scenario("wsconns", ("wsfloor", "soukets"), "kib_per_conn", False,
+             full={"connections": 5000},
+             quick={"connections": 200},
+             transport="websocket"),
+    Scenario("pairs", tuple(TCP_SERVERS), "messages_per_s", True,
              full={"channels": 500, "exchanges": 200, "paced_seconds": 2.0},
              quick={"channels": 50, "exchanges": 20, "paced_seconds": 0.3}),
-    Scenario("conns", tuple(ALL_SERVERS), "kib_per_conn", False,
+    Scenario("conns", tuple(TCP_SERVERS), "kib_per_conn", False,
              full={"connections": 10000},
              quick={"connections": 300}),
     Scenario("games", ("soukets",), "games_per_s", True,
@@ -275,7 +289,8 @@ def main() -> int:
                         Path(args.profile).mkdir(parents=True, exist_ok=True)
                         profile = str(Path(args.profile) / f"{scenario.name}.pstats")
                     server = servers.start(kind, workdir, extra, profile,
-                                           code.get(kind, servers.CHECKOUT))
+                                           code.get(kind, servers.CHECKOUT),
+                                           web=scenario.transport == "websocket")
                     floor = results.get(scenario.name, {}).get("floor", [])
                     floor = floor[run] if len(floor) > run else None
                     try:

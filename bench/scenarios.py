@@ -97,6 +97,9 @@ class Counting(asyncio.Protocol):
         self.error: BaseException | None = None
         self.lost = asyncio.get_running_loop().create_future()
         self._tail = b""
+        # Over WebSocket: done once the server's 101 answer is in.
+        self.upgraded = (asyncio.get_running_loop().create_future()
+                         if dialect.hello.startswith(b"GET ") else None)
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -106,6 +109,9 @@ class Counting(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
         self.received_any = True
+        if self.upgraded is not None and not self.upgraded.done():
+            if b"\r\n\r\n" in self._tail + data:  # the end of the 101 answer
+                self.upgraded.set_result(None)
         if self._tail:
             data = self._tail + data
         # Count only up to the end of the last whole message; keep the rest.
@@ -163,6 +169,11 @@ async def open_connections(port: int, protocols: list[asyncio.Protocol]) -> None
         await within(asyncio.gather(*(
             loop.create_connection(lambda p=p: p, "127.0.0.1", port) for p in batch
         )), "connecting")
+    # A WebSocket client sends nothing before the server has answered its
+    # upgrade request.
+    upgrades = [p.upgraded for p in protocols if getattr(p, "upgraded", None) is not None]
+    if upgrades:
+        await within(asyncio.gather(*upgrades), "the WebSocket upgrade")
 
 
 async def wait_until(condition: Callable[[], bool], what: str,

@@ -149,18 +149,26 @@ def no_web(code: Path) -> list[str]:
 
 
 def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
-                profile: str | None = None, code: Path = CHECKOUT) -> list[str]:
+                profile: str | None = None, code: Path = CHECKOUT,
+                web: bool = False) -> list[str]:
     """
     The command line that runs server C{kind} on 127.0.0.1:C{port}; soukets
     under cProfile, writing to C{profile}, if given.
     """
     if is_soukets(kind):
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
-        return [*python, "-m", "soukets",
-                "--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
+        if web:  # the measured port is the web site's; lines elsewhere
+            listen = ["--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+                      "--web", f"tcp:{port}:interface=127.0.0.1:backlog=1024"]
+        else:
+            listen = ["--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
+                      *no_web(code)]
+        return [*python, "-m", "soukets", *listen,
                 "--max-clients", "100000", "--max-rate", "10000000",
                 "--counter-file", os.path.join(workdir, f"clients-{port}.json"),
-                *no_web(code), *soukets_args]
+                *soukets_args]
+    if kind == "wsfloor":
+        return [sys.executable, str(HERE / "ws_floor.py"), str(port)]
     if kind == "floor":
         return [sys.executable, str(HERE / "floor.py"), str(port)]
     if kind == "redis":
@@ -173,15 +181,17 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
 
 
 def start(kind: str, workdir: str, soukets_args: list[str] = (),
-          profile: str | None = None, code: Path = CHECKOUT) -> RunningServer:
+          profile: str | None = None, code: Path = CHECKOUT,
+          web: bool = False) -> RunningServer:
     """
     Start server C{kind} on a free loopback port, soukets from the source
-    tree C{code}; return once it accepts connections.
+    tree C{code} (with C{web}, its web site on that port); return once it
+    accepts connections.
     """
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(code))
     process = subprocess.Popen(
-        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code)),
+        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web)),
         cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RunningServer(kind, port, process)
