@@ -172,6 +172,32 @@ class Options(usage.Options):
         ],
     ]
 
+    def opt_log_level(self, level: str) -> None:
+        """
+        Log events of this level and above: debug, info, warn, error or
+        critical [default: info].
+        """
+        from soukets.logs import LEVELS
+
+        if level not in LEVELS:
+            raise usage.UsageError(
+                f"--log-level {level!r}: choose one of {', '.join(LEVELS)}"
+            )
+        self["log-level"] = level
+
+    def opt_log_format(self, format: str) -> None:
+        """
+        Write the log as text lines, or as one JSON object a line (for
+        journald, Loki and the like): text or json [default: text].
+        """
+        from soukets.logs import FORMATS
+
+        if format not in FORMATS:
+            raise usage.UsageError(
+                f"--log-format {format!r}: choose one of {', '.join(FORMATS)}"
+            )
+        self["log-format"] = format
+
     compData = usage.Completions(
         optActions={"counter-file": usage.CompleteFiles()}
     )
@@ -181,6 +207,8 @@ class Options(usage.Options):
         self["listen"] = []
         self["web"] = []
         self["web-origin"] = []
+        self["log-level"] = "info"
+        self["log-format"] = "text"
 
     def opt_web(self, endpoint: str) -> None:
         """

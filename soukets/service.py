@@ -15,10 +15,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from soukets.counter import HostCounterService
 from soukets.games.base import SHUTDOWN
+from soukets.logs import make_observer
 from soukets.options import Options
 from soukets.server import Server, ServerSettings
 from soukets.signals import SignalService
@@ -83,12 +84,21 @@ class SouketsService(MultiService):
         counter: HostCounterService,
         gate: Gate,
         clock: IReactorTime,
+        log_observer: ILogObserver | None = None,
     ) -> None:
         super().__init__()
         self.server = server
         self.counter = counter
         self.gate = gate
         self.clock = clock
+        self.log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd hands its Application here before it starts logging, and
+        # logs through the Application's ILogObserver if it has one.
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def problem(self) -> str | None:
         """
@@ -188,7 +198,10 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
     )
     server = Server(settings, reactor, host_clients=counter.host_clients)
     gate = Gate(server, counter, max_buffer=options["max-buffer"])
-    service = SouketsService(server, counter, gate, reactor)
+    observer = make_observer(
+        options["log-level"], options["log-format"], getattr(options, "parent", None)
+    )
+    service = SouketsService(server, counter, gate, reactor, observer)
     SignalService(reactor).setServiceParent(service)
     lines = SouketsFactory(gate)
     for description in options["listen"]:

@@ -75,6 +75,7 @@ class Daemon:
         counter_file: str | None = None,
         command: list[str] | None = None,
         log_file: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.log_file = log_file
         os.makedirs(workdir, exist_ok=True)
@@ -89,7 +90,7 @@ class Daemon:
         self.argv = [
             *command,
             "--listen",
-            "tcp:0:interface=127.0.0.1:backlog=511",
+            f"tcp:{port or 0}:interface=127.0.0.1:backlog=511",
             "--counter-file",
             self.counter_file,
             *web,
@@ -107,8 +108,20 @@ class Daemon:
         self._seen = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        found = self.wait_for(r"listening on 127\.0\.0\.1:(\d+)")
-        self.port = int(found.group(1))
+        if port is None:
+            found = self.wait_for(r"listening on 127\.0\.0\.1:(\d+)")
+            self.port = int(found.group(1))
+        else:  # a daemon that may not log it: wait until it accepts
+            self.port = port
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise AssertionError("the daemon never listened:\n" + self.output)
+                    time.sleep(0.05)
         self.web_port: int | None = None
         if "--web" in args:
             site = self.wait_for(r"web site on https?://127\.0\.0\.1:(\d+)/")
@@ -188,6 +201,9 @@ class Daemon:
             self._reader.join(5)
 
     def client(self) -> Client:
+        """
+        A new client connected to this daemon.
+        """
         return Client(self.port)
 
 

@@ -138,6 +138,15 @@ class ScriptModeTests(SynchronousTestCase):
         client.wait_for("waiting for 1 more player")
         daemon.stop(signal.SIGTERM)
         client.wait_for("the server is going away")
+        # A graceful shutdown is a clean end: the reason, and exit 0.
+        self.assertEqual(client.process.wait(TIMEOUT), 0)
+        self.assertIn("the server closed the connection (shutdown)", client.finish()[1])
+
+    def test_connection_really_lost(self) -> None:
+        daemon = Daemon(self.mktemp())
+        client = self.start_client(f"127.0.0.1:{daemon.port}")
+        client.wait_for("waiting for 1 more player")
+        daemon.stop(signal.SIGKILL)
         self.assertEqual(client.process.wait(TIMEOUT), 1)
         self.assertIn("connection lost", client.finish()[1])
 
@@ -148,7 +157,9 @@ class ScriptModeTests(SynchronousTestCase):
         client = self.start_client(f"127.0.0.1:{port}")
         code, lines = client.finish()
         self.assertEqual(code, 1)
-        self.assertIn(f"cannot connect to 127.0.0.1:{port}", lines[0])
+        self.assertEqual(
+            f"nothing is listening on 127.0.0.1:{port} — is the server running?", lines[0]
+        )
 
     def test_local(self) -> None:
         client = self.start_client("--local", "--name", "alice", "--move-timeout", "2")

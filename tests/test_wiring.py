@@ -8,6 +8,8 @@ fails when an option has no row, so a new option cannot be added unwired.
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any, Callable
 
 from twisted.internet.task import Clock
@@ -32,7 +34,13 @@ class Wired:
             ["--counter-file", case.mktemp() + "/c.json", *args]
         )
         self.clock = Clock()
-        self.service: SouketsService = make_service(self.options, reactor=self.clock)
+        # The log observer writes to the standard output it finds: this.
+        self.log = io.StringIO()
+        real, sys.stdout = sys.stdout, self.log
+        try:
+            self.service: SouketsService = make_service(self.options, reactor=self.clock)
+        finally:
+            sys.stdout = real
         self.server = self.service.server
         self.outputs: dict[str, Outbox] = {}
         self.dropped: list[str] = []
@@ -137,6 +145,18 @@ def origins(w: Wired) -> list[Any]:
     return sorted(websocket.origins)
 
 
+def logged(w: Wired) -> str:
+    """
+    What the service's log observer writes for one info event.
+    """
+    from twisted.logger import LogLevel
+
+    w.service.log_observer(
+        {"log_level": LogLevel.info, "log_format": "hi", "log_time": 0.0, "log_namespace": "t"}
+    )
+    return w.log.getvalue()
+
+
 # option: (arguments, what to observe, value by default, value with the option)
 ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "taille-lobby": (("--taille-lobby", "3"), lobby_of_three, False, True),
@@ -156,6 +176,8 @@ ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "listen": (("--listen", "tcp:7781:interface=127.0.0.1"), listen_ports, [7777], [7781]),
     "web": (("--web", "tcp:7782"), web_ports, [7780], [7782]),
     "no-web": (("--no-web",), web_ports, [7780], []),
+    "log-level": (("--log-level", "warn"), lambda w: "hi" in logged(w), True, False),
+    "log-format": (("--log-format", "json"), lambda w: logged(w)[:1] == "{", False, True),
     "web-ping": (("--web-ping", "5"), lambda w: [c.factory.resource.children[b"ws"]._factory.autoPingInterval for c in w.service if getattr(c, "option", None) == "web"], [30.0], [5.0]),
     "web-origin": (("--web-origin", "https://Example.org:443"), origins, [], ["https://example.org"]),
 }

@@ -117,9 +117,22 @@ class ClientApp:
             self.finish(0)
 
     def connection_lost(self, reason: Any = None) -> None:
-        if self._exit_code is None:
+        if self._exit_code is not None:
+            return
+        if self.view.farewell is not None:
+            # The server said goodbye first: a clean end.
+            self.show(f"the server closed the connection ({self.view.farewell})")
+            self.finish(0)
+            return
+        if self.view.stage is Stage.CONNECTING and _tls_failure(reason):
+            self.show(
+                "the TLS handshake failed: the server's certificate is not "
+                f"trusted ({reason.getErrorMessage()}); use --ca FILE for a "
+                "private CA or self-signed certificate"
+            )
+        else:
             self.show("connection lost")
-            self.finish(1)
+        self.finish(1)
 
     def finish(self, code: int) -> None:
         """
@@ -165,6 +178,14 @@ class ServerConnection(LineOnlyReceiver):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.app.connection_lost(reason)
+
+
+def _tls_failure(reason: Any) -> bool:
+    try:
+        from OpenSSL import SSL
+    except ImportError:  # pragma: no cover
+        return False
+    return reason is not None and hasattr(reason, "check") and bool(reason.check(SSL.Error))
 
 
 def read_server_line(text: str) -> tuple[str, Mapping[str, Any]] | None:

@@ -8,7 +8,7 @@ import itertools
 import sys
 from typing import Any
 
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import react
 from twisted.python import usage
@@ -19,15 +19,19 @@ from soukets.client.model import PlayerView
 from soukets.client.terminal import RawTerminal, ScriptUI, TerminalUI, stdin_is_terminal
 
 
+DEFAULT_PORT = 7777
+
+
 class ClientOptions(usage.Options):
     """
     The options of C{soukets-client}.
     """
 
-    synopsis = "Usage: soukets-client [options] [HOST:PORT]"
+    synopsis = "Usage: soukets-client [options] [ADDRESS]"
     longdesc = (
         "Play soukets games and use its channels from a terminal. "
-        "HOST:PORT defaults to 127.0.0.1:7777; --local needs no server. "
+        "ADDRESS is HOST, HOST:PORT, :PORT, PORT or [IPv6]:PORT "
+        f"[default: 127.0.0.1:{DEFAULT_PORT}]; --local needs no server. "
         "Type /help once connected."
     )
     optFlags = [
@@ -35,6 +39,11 @@ class ClientOptions(usage.Options):
         ["script", None, "Read commands from standard input, print one line per "
          "event, no prompt or countdown (the default when stdin is not a terminal)."],
         ["json", None, "Also print every raw frame received."],
+        ["tls", None, "Connect over TLS (the server listens on an ssl: endpoint)."],
+        ["insecure", None, "With --tls: do not check the server's certificate "
+         "(a self-signed test certificate, say). Anyone in between can read "
+         "and change the game."],
+        ["version", None, "Print soukets' version and exit."],
     ]
     optParameters = [
         ["name", "n", None, "Your display name."],
@@ -42,15 +51,22 @@ class ClientOptions(usage.Options):
          "frequency (plays what beats your favourite) or random."],
         ["move-timeout", None, 10.0, "With --local: seconds per move.", float],
         ["rounds", None, 1, "With --local: rounds per game.", int],
+        ["ca", None, None, "With --tls: trust the certificates in this PEM file "
+         "(a private CA, or a self-signed server certificate) instead of the "
+         "system's."],
     ]
 
-    def parseArgs(self, address: str = "127.0.0.1:7777") -> None:
-        host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit():
-            raise usage.UsageError(f"{address!r} is not HOST:PORT, e.g. 127.0.0.1:7777")
-        self["host"] = host.strip("[]") or "127.0.0.1"
-        self["port"] = int(port)
-        self["address"] = address
+    def opt_version(self) -> None:
+        from soukets import __version__
+
+        print(f"soukets-client {__version__}")
+        raise SystemExit(0)
+
+    def parseArgs(self, address: str = f"127.0.0.1:{DEFAULT_PORT}") -> None:
+        host, port = parse_address(address)
+        self["host"] = host
+        self["port"] = port
+        self["address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def postOptions(self) -> None:
         if self["bot"] not in STRATEGIES:
@@ -59,6 +75,68 @@ class ClientOptions(usage.Options):
             raise usage.UsageError("--move-timeout must be positive and --rounds at least 1")
         if self["name"] is not None and not 1 <= len(self["name"]) <= 32:
             raise usage.UsageError("--name is 1 to 32 characters")
+        if (self["insecure"] or self["ca"]) and not self["tls"]:
+            raise usage.UsageError("--insecure and --ca go with --tls")
+        if self["insecure"] and self["ca"]:
+            raise usage.UsageError("--insecure checks nothing: it does not go with --ca")
+
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """
+    The host and port of C{address}: C{HOST}, C{HOST:PORT}, C{:PORT}, a
+    bare C{PORT}, or C{[IPv6]:PORT} (port 7777 and host 127.0.0.1 when left
+    out).
+
+    @raise usage.UsageError: it is none of these.
+    """
+    text = address.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        if not close or (rest and not rest.startswith(":")):
+            raise usage.UsageError(f"{address!r}: an IPv6 address is written [::1]:7777")
+        port = rest[1:]
+    elif text.isdigit():
+        host, port = "", text
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif text.count(":") > 1:
+        raise usage.UsageError(f"{address!r}: write an IPv6 address in brackets, e.g. [::1]:7777")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise usage.UsageError(f"{address!r}: the port is a number from 1 to 65535")
+    return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
+
+
+def describe_failure(failure: Any, address: str) -> str:
+    """
+    Why a connection to C{address} failed, in words.
+    """
+    from twisted.internet import error
+
+    if failure.check(error.ConnectionRefusedError):
+        return f"nothing is listening on {address} — is the server running?"
+    if failure.check(error.DNSLookupError):
+        return f"cannot find the host of {address}: check its name"
+    if failure.check(error.TimeoutError, error.TCPTimedOutError):
+        return f"no answer from {address} within 10 s: is it reachable?"
+    return f"cannot connect to {address}: {failure.getErrorMessage()}"
+
+
+def tls_options(options: ClientOptions) -> Any:
+    """
+    How to check the server's certificate: against the system's trust
+    store, the certificates of C{--ca}, or (C{--insecure}) not at all.
+    """
+    from twisted.internet import ssl
+
+    if options["insecure"]:
+        return ssl.CertificateOptions()
+    trust = None
+    if options["ca"]:
+        with open(options["ca"], "rb") as pem:
+            trust = ssl.Certificate.loadPEM(pem.read())
+    return ssl.optionsForClientTLS(options["host"], trustRoot=trust)
 
 
 def options_first(argv: list[str]) -> list[str]:
@@ -126,10 +204,12 @@ def run(reactor: Any, *argv: str) -> Any:
         )
     else:
         endpoint = HostnameEndpoint(reactor, options["host"], options["port"], timeout=10)
+        if options["tls"]:
+            endpoint = wrapClientTLS(tls_options(options), endpoint)
         connecting = connectProtocol(endpoint, ServerConnection(app))
 
         def failed(failure: Any) -> None:
-            app.show(f"cannot connect to {options['address']}: {failure.getErrorMessage()}")
+            app.show(describe_failure(failure, options["address"]))
             app.finish(1)
 
         connecting.addErrback(failed)

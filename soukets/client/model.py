@@ -108,6 +108,8 @@ class PlayerView:
     hold_moves: bool = False
     """Keep moves typed before a round asks for them, for the next rounds
     (for scripts, which cannot wait for the question)."""
+    farewell: str | None = None
+    """Why the server said goodbye (C{bye}), if it did."""
     _held_moves: list[str] = attrs.field(factory=list)
     _pings: dict[str, float] = attrs.field(factory=dict)
     _next_id: int = 0
@@ -310,7 +312,8 @@ class PlayerView:
         )
 
     def _on_bye(self, channel: str, body: Mapping[str, Any]) -> None:
-        self.say(f"the server is going away ({body.get('reason', 'no reason given')})")
+        self.farewell = str(body.get("reason", "no reason given"))
+        self.say(f"the server is going away ({self.farewell})")
 
     def _on_error(self, channel: str, body: Mapping[str, Any]) -> None:
         if body.get("id") == "auto-queue" and body.get("code") in ("already_queued", "in_game"):
