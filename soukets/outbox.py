@@ -19,7 +19,7 @@ a new run, after everything already owed.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -35,6 +35,7 @@ class Run:
     frames: list[bytes]
     sealed: bool = False
     _joined: bytes | None = None
+    _framed: bytes | None = None
 
     def add(self, frame: bytes) -> None:
         """
@@ -53,9 +54,23 @@ class Run:
             self._joined = b"".join(self.frames)
         return self._joined
 
+    def framed(self, framing: Framing) -> bytes:
+        """
+        The run's frames, each wrapped by C{framing} (for a transport that
+        frames messages itself): made once, for every receiver of that
+        transport.  (There is one such framing, WebSocket's.)
+        """
+        self.sealed = True
+        if self._framed is None:
+            self._framed = b"".join([framing(frame) for frame in self.frames])
+        return self._framed
+
 
 Owed = Union[bytes, Run]
-"""What a session hands its output: the bytes of frames, or a run."""
+"""What a session hands its output: the bytes of a frame, or a run."""
+
+Framing = Callable[[bytes], bytes]
+"""How a transport wraps one frame (its bytes, ending in a newline)."""
 
 
 @attrs.define
@@ -84,11 +99,26 @@ class Outbox:
         """
         Everything owed, as bytes to write; the outbox is empty afterwards.
         """
+        return self.take_frames()[0]
+
+    def take_frames(self, framing: Optional[Framing] = None) -> tuple[bytes, int]:
+        """
+        Everything owed, as bytes to write (each frame wrapped by
+        C{framing}, if given), and how many frames that is; the outbox is
+        empty afterwards.
+        """
         items, self._items = self._items, []
+        count = 0
+        chunks = []
+        for item in items:
+            if item.__class__ is bytes:
+                count += 1
+                chunks.append(item if framing is None else framing(item))  # type: ignore[arg-type]
+            else:
+                count += len(item.frames)  # type: ignore[union-attr]
+                chunks.append(item.data() if framing is None else item.framed(framing))  # type: ignore[union-attr]
         # (A join of one bytes object returns that object: no copy.)
-        return b"".join(
-            [item if item.__class__ is bytes else item.data() for item in items]  # type: ignore[union-attr]
-        )
+        return b"".join(chunks), count
 
     def clear(self) -> None:
         self._items = []

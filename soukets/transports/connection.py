@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from soukets.counter import Admission, HostCounterService
 from soukets.frames import CONTROL, SERVER_FULL, ProtocolError, encode_frame
-from soukets.outbox import Outbox, Owed
+from soukets.outbox import Framing, Outbox, Owed
 from soukets.server import Server
 from soukets.session import Session
 
@@ -90,9 +90,12 @@ class Link(Protocol):
     What a transport adapter does for its L{Connection}.
     """
 
+    framing: Framing | None
+    """How each frame is wrapped on this transport; L{None}: sent as it is."""
+
     def write(self, data: bytes) -> None:
         """
-        Send C{data}, the bytes of whole frames (each ending in C{\\n}).
+        Send C{data}: whole frames, as L{framing} made them.
         """
 
     def refuse(self, frame: bytes) -> None:
@@ -236,8 +239,8 @@ class Connection:
         Hand everything in the outbox to the transport, in one write.
         """
         if self._outbox and self.state is ConnectionState.OPEN:
-            data = self._outbox.take()
-            self.gate.server.tally.frames_sent += data.count(b"\n")
+            data, frames = self._outbox.take_frames(self.link.framing)
+            self.gate.server.tally.frames_sent += frames
             self.link.write(data)
             self.guard.wrote(len(data))
 

@@ -62,6 +62,7 @@ class SouketsProtocol(Protocol):
 
     factory: SouketsFactory
     connection: Connection | None = None
+    framing = None  # lines go out as they are
 
     def connectionMade(self) -> None:
         self._send = writer_for(self.transport)

@@ -19,6 +19,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import ISSLTransport
 
+from wsproto.frame_protocol import FrameProtocol
+
+from soukets.immediate import writer_for
 from soukets.transports.connection import Connection, Gate
 from soukets.transports.tcp import describe_peer
 
@@ -53,6 +56,20 @@ def normalize_origin(origin: str) -> str | None:
     return f"{parts.scheme}://{host}:{port}"
 
 
+_SERVER_FRAMES = FrameProtocol(client=False, extensions=[])
+
+
+def text_message(frame: bytes) -> bytes:
+    """
+    One frame (its line, ending in a newline) as the bytes of one
+    unmasked, final WebSocket text message, by wsproto.  A server's frames
+    are the same bytes for every receiver, so a channel's messages are
+    framed once for all its WebSocket members (see
+    L{Run.framed<soukets.outbox.Run.framed>}).
+    """
+    return bytes(_SERVER_FRAMES.send_data(frame[:-1].decode("utf-8"), fin=True))
+
+
 class SouketsWebSocketProtocol(WebSocketServerProtocol):
     """
     One WebSocket client: whole text messages in to its connection, one
@@ -61,6 +78,7 @@ class SouketsWebSocketProtocol(WebSocketServerProtocol):
 
     factory: SouketsWebSocketFactory
     connection: Connection | None = None
+    framing = staticmethod(text_message)
 
     def onConnect(self, request: ConnectionRequest) -> None:
         origin = request.headers.get("origin")
@@ -80,6 +98,7 @@ class SouketsWebSocketProtocol(WebSocketServerProtocol):
         # The transport was taken over from twisted.web, whose channel is
         # still its producer: the slow-reader guard takes that place.
         transport.unregisterProducer()
+        self._send = writer_for(transport)
         self.connection = Connection(
             self.factory.gate, "websocket", self, describe_peer(transport.getPeer())
         )
@@ -98,8 +117,11 @@ class SouketsWebSocketProtocol(WebSocketServerProtocol):
     # Link
 
     def write(self, data: bytes) -> None:
-        for frame in data.split(b"\n")[:-1]:
-            self.sendMessage(frame, isBinary=False)
+        # Whole messages, framed already: straight to the socket, between
+        # whatever Autobahn itself sends (pings, the close); nothing after
+        # the closing handshake has begun.
+        if self.state == self.STATE_OPEN:
+            self._send(data)
 
     def refuse(self, frame: bytes) -> None:
         self.sendMessage(frame.rstrip(b"\n"), isBinary=False)
