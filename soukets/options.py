@@ -106,14 +106,14 @@ class Options(usage.Options):
             _seconds,
         ],
         ["rounds", None, 1, "Rounds per game.", _positive_int("rounds")],
-        ["game", None, "rps", "The game each lobby runs: rps or chat, or any "
-         "game registered under the soukets.games entry point group."],
+        ["game", None, "rps", "The game each lobby runs: one of the installed "
+         f"games ({', '.join(available_games())})."],
         [
             "counter-file",
             None,
             None,
             "The file-locked client counter shared by every soukets process "
-            f"on the host [default: {default_counter_file()}].",
+            f"on the host [default: {default_counter_file()}]",
         ],
         [
             "max-line",
@@ -151,7 +151,7 @@ class Options(usage.Options):
             None,
             None,
             "Frames one connection may send at once above --max-rate "
-            "[default: the same as --max-rate].",
+            "[default: the same as --max-rate]",
             _positive_float("rate-burst"),
         ],
         [
@@ -249,6 +249,15 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e))
 
+    def opt_version(self) -> None:
+        """
+        Print soukets' version and exit.
+        """
+        from soukets import __version__
+
+        print(f"soukets {__version__}")
+        raise SystemExit(0)
+
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
@@ -300,3 +309,25 @@ def check_counter_file(path: Path) -> None:
         raise usage.UsageError(
             f"--counter-file {path} cannot be read and written"
         )
+
+
+# usage.Options prints an opt_ method's docstring as its help: one line.
+for _name in dir(Options):
+    if _name.startswith("opt_"):
+        _method = getattr(Options, _name)
+        if _method.__doc__:
+            _method.__doc__ = " ".join(_method.__doc__.split())
+
+
+class CommandLine(Options):
+    """
+    The options as twistd parses them for C{twistd soukets} and C{soukets}:
+    a refusal is one line naming soukets and the option, not the whole
+    usage text.
+    """
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"soukets: {e} (see soukets --help)")

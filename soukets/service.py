@@ -46,13 +46,25 @@ class Listener(StreamServerEndpointService):
         self.option = option
         self.description = description
 
+    def privilegedStartService(self) -> None:
+        # twistd listens here, before dropping privileges.
+        self._refuse_in_one_line(super().privilegedStartService)
+
     def startService(self) -> None:
+        self._refuse_in_one_line(super().startService)
+
+    def _refuse_in_one_line(self, start: Any) -> None:
         try:
-            super().startService()
+            start()
         except CannotListenError as e:
             raise SystemExit(
                 f"soukets: --{self.option} {self.description}: cannot listen "
                 f"on port {e.port}: {_reason(e)}"
+            )
+        except Exception as e:
+            raise SystemExit(
+                f"soukets: --{self.option} {self.description}: cannot listen: "
+                f"{type(e).__name__}: {e}"
             )
 
 

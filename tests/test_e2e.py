@@ -191,11 +191,16 @@ class CommandLineTests(SynchronousTestCase):
             (["--game", "chess"], "not a registered game"),
             (["--listen", "bogus:1234"], "not a usable endpoint"),
             (["--counter-file", "/proc/soukets/c.json"], "counter-file"),
+            (["--web", "nonsense:1"], "--web"),
+            (["--web-origin", "example.org"], "not an origin"),
+            (["--log-level", "loud"], "--log-level"),
         ]:
             done = self.run_command(*counter, *args)
             self.assertNotEqual(done.returncode, 0, args)
-            self.assertIn(reason, done.stderr + done.stdout, args)
-            self.assertNotIn("Traceback", done.stderr + done.stdout, args)
+            said = (done.stderr + done.stdout).strip().splitlines()
+            self.assertEqual(len(said), 1, said)  # one line, not the usage
+            self.assertTrue(said[0].startswith("soukets: "), said)
+            self.assertIn(reason, said[0], args)
 
     def test_help_documents_every_option(self) -> None:
         done = self.run_command("--help")
@@ -204,22 +209,40 @@ class CommandLineTests(SynchronousTestCase):
             "--listen", "--taille-lobby", "--lobby-size", "--max-clients",
             "--move-timeout", "--rounds", "--game", "--no-auto-queue",
             "--counter-file", "--max-line", "--max-buffer", "--max-subscriptions",
-            "--max-rate", "--rate-burst", "--idle-timeout",
+            "--max-rate", "--rate-burst", "--idle-timeout", "--web", "--no-web",
+            "--web-origin", "--web-ping", "--log-level", "--log-format",
         ):
             self.assertIn(option, done.stdout)
+        for line in done.stdout.splitlines():
+            self.assertNotIn("  ", line[28:].rstrip(), line)  # no stray spaces
+        self.assertNotIn("..", done.stdout)
+        self.assertNotIn("PROTOCOL.md", done.stdout)
 
     def test_port_taken(self) -> None:
         """
-        A daemon that cannot listen exits non-zero.
+        A daemon that cannot listen (a taken port, lines or web; a port out
+        of range) exits non-zero, saying why in one line.
         """
-        first = Daemon(self.mktemp())
+        first = Daemon(self.mktemp(), "--web", "tcp:0:interface=127.0.0.1")
         self.addCleanup(first.stop)
-        done = self.run_command(
-            "--listen", f"tcp:{first.port}:interface=127.0.0.1",
-            "--counter-file", self.mktemp() + "/c.json",
-        )
-        self.assertNotEqual(done.returncode, 0)
-        self.assertIn("Address already in use", done.stdout + done.stderr)
+        for args, said in (
+            (["--listen", f"tcp:{first.port}:interface=127.0.0.1", "--no-web"],
+             f"soukets: --listen tcp:{first.port}:interface=127.0.0.1: cannot listen on port {first.port}: Address already in use"),
+            (["--listen", "tcp:0:interface=127.0.0.1", "--web", f"tcp:{first.web_port}:interface=127.0.0.1"],
+             f"soukets: --web tcp:{first.web_port}:interface=127.0.0.1: cannot listen on port {first.web_port}: Address already in use"),
+            (["--listen", "tcp:99999", "--no-web"], "soukets: --listen tcp:99999: cannot listen: OverflowError"),
+        ):
+            done = self.run_command(*args, "--counter-file", self.mktemp() + "/c.json")
+            self.assertNotEqual(done.returncode, 0)
+            output = done.stdout + done.stderr
+            self.assertIn(said, output)
+            self.assertNotIn("Traceback", output)
+
+    def test_version(self) -> None:
+        from soukets import __version__
+
+        done = self.run_command("--version")
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, f"soukets {__version__}"))
 
 
 class LaunchersTests(DaemonTestCase):

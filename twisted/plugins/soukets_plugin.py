@@ -19,9 +19,9 @@ class SouketsServiceMaker:
 
     @property
     def options(self):
-        from soukets.options import Options
+        from soukets.options import CommandLine
 
-        return Options
+        return CommandLine
 
     def makeService(self, options):
         from soukets.service import make_service
