@@ -211,3 +211,32 @@ class PseudoTerminalTests(SynchronousTestCase):
         _, status = os.waitpid(pid, 0)
         self.assertEqual(os.waitstatus_to_exitcode(status), 0)
         opponent.finish()
+
+
+class EndOfInputTests(SynchronousTestCase):
+    def test_stats_then_exit(self) -> None:
+        """
+        A script that asks for stats and ends gets its answer and exits 0,
+        rather than waiting in the queue forever.
+        """
+        daemon = Daemon(self.mktemp())
+        self.addCleanup(daemon.stop)
+        client = ScriptClient(f"127.0.0.1:{daemon.port}")
+        client.type("/stats")
+        code, lines = client.finish()
+        self.assertEqual(code, 0, lines)
+        self.assertTrue(any(line.startswith("server: 1 client here") for line in lines), lines)
+
+    def test_moves_typed_ahead_all_played(self) -> None:
+        """
+        printf 'r\\np\\ns\\n' | soukets-client --local --rounds 3 plays the
+        three moves, one a round, none timing out.
+        """
+        client = ScriptClient("--local", "--rounds", "3", "--move-timeout", "5")
+        for key in "rps":
+            client.type(key)
+        code, lines = client.finish()
+        self.assertEqual(code, 0, lines)
+        played = [line for line in lines if line.startswith("round ") and "computer played" in line]
+        self.assertEqual(len(played), 3, lines)
+        self.assertFalse(any("already played" in line or "too late" in line for line in lines), lines)

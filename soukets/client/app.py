@@ -53,6 +53,8 @@ class ClientApp:
         self.disconnect: Callable[[], None] = lambda: None
         self.done: Deferred[int] = Deferred()
         self._leaving_after_game = False
+        self._input_ended = False
+        self._last_ping_sent = False
         self._exit_code: int | None = None
 
     def attach(
@@ -89,6 +91,11 @@ class ClientApp:
             self.face.redraw()
         if self._leaving_after_game and self.view.stage is Stage.ASKING:
             self.finish(0)
+        elif self._input_ended:
+            if not self._last_ping_sent and self.view.stage is not Stage.CONNECTING:
+                self._send_last_ping()
+            elif body.get("type") == "pong" and body.get("id") == END_OF_INPUT:
+                self._leave_after_input()
 
     def typed(self, line: str) -> None:
         """
@@ -111,7 +118,24 @@ class ClientApp:
         Standard input is closed: leave now, or once the coming or current
         game is over if the client is connecting, queued or playing.
         """
-        if self.view.stage in (Stage.CONNECTING, Stage.QUEUED, Stage.PLAYING, Stage.MOVING):
+        self._input_ended = True
+        if self.view.stage is not Stage.CONNECTING:
+            self._send_last_ping()
+
+    def _send_last_ping(self) -> None:
+        # The server answers in order: once this ping is answered, every
+        # command the script sent has had its answer.
+        self._last_ping_sent = True
+        self._send([Send("", {"type": "ping", "id": END_OF_INPUT})])
+
+    def _leave_after_input(self) -> None:
+        """
+        A script's input is over and answered.  One that typed moves ahead,
+        or is in a game, came to play: it leaves once that game is over.
+        Otherwise, outside a game, the end of input is the end.
+        """
+        playing = self.view.stage in (Stage.PLAYING, Stage.MOVING)
+        if playing or (self.view.stage is Stage.QUEUED and self.view.has_held_moves):
             self._leaving_after_game = True
         else:
             self.finish(0)
@@ -178,6 +202,9 @@ class ServerConnection(LineOnlyReceiver):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.app.connection_lost(reason)
+
+
+END_OF_INPUT = "end-of-input"
 
 
 def _tls_failure(reason: Any) -> bool:

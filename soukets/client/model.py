@@ -61,6 +61,13 @@ class Quit:
     """
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """
+    C{count} and the word, singular or plural: C{1 channel}, C{2 channels}.
+    """
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def join_names(names: Sequence[str]) -> str:
     """
     C{a}, C{a and b}, C{a, b and c}.
@@ -263,7 +270,7 @@ class PlayerView:
             self.lobby = None
             if self.stage in (Stage.PLAYING, Stage.MOVING):
                 self.stage = Stage.IDLE
-                self.say("the lobby closed")
+                self.say("the lobby closed; /queue to find another, /quit to leave")
 
     def _on_left(self, channel: str, body: Mapping[str, Any]) -> None:
         self.say(f"{self.who(body['player'])} left the game")
@@ -306,9 +313,10 @@ class PlayerView:
 
     def _on_stats(self, channel: str, body: Mapping[str, Any]) -> None:
         self.say(
-            f"server: {body['clients']} clients here, {body['host_clients']} on "
+            f"server: {plural(body['clients'], 'client')} here, {body['host_clients']} on "
             f"the host (max {body['max_clients']}), {body['queued']} queued, "
-            f"{body['lobbies']} lobbies, {body['channels']} channels"
+            f"{plural(body['lobbies'], 'lobby', 'lobbies')}, "
+            f"{plural(body['channels'], 'channel')}"
         )
 
     def _on_bye(self, channel: str, body: Mapping[str, Any]) -> None:
@@ -335,10 +343,17 @@ class PlayerView:
             return self._command(text)
         word = text.lower()
         if self.stage is Stage.ASKING and word in ("y", "yes", "n", "no"):
-            if word.startswith("n"):
-                return Quit()
             self.stage = Stage.IDLE
-            return [Send(CONTROL, {"type": "queue"})]
+            if word.startswith("y"):
+                return [Send(CONTROL, {"type": "queue"})]
+            if self.subscriptions:
+                # Still on channels: stay for them.
+                self.say(
+                    f"staying on {join_names(sorted(self.subscriptions))}; "
+                    "/queue to play again, /quit to leave"
+                )
+                return []
+            return Quit()
         if word in MOVE_KEYS:
             if self.stage is Stage.MOVING and self.my_move is None:
                 return self._move(MOVE_KEYS[word])
@@ -397,6 +412,13 @@ class PlayerView:
             return 0
         left = round(self.deadline - self.clock.seconds(), 3)
         return max(0, math.ceil(left))
+
+    @property
+    def has_held_moves(self) -> bool:
+        """
+        Whether moves typed ahead wait for a round.
+        """
+        return bool(self._held_moves)
 
     def status(self) -> str:
         """
