@@ -17,13 +17,18 @@ from twisted.trial.unittest import SynchronousTestCase
 from soukets.options import Options
 from tests.daemon import CHECKOUT
 
-UNITS = ["soukets.service", "soukets@.service"]
+UNITS = [
+    "soukets.service",
+    "soukets@.service",
+    "socket-activation/soukets.socket",
+    "socket-activation/soukets.service",
+]
 
 
 def exec_start(unit: str) -> list[str]:
     text = (CHECKOUT / "contrib" / unit).read_text().replace("\\\n", " ")
-    [line] = re.findall(r"^ExecStart=(.*)$", text, re.M)
-    return shlex.split(line)
+    lines = re.findall(r"^ExecStart=(.*)$", text, re.M)
+    return shlex.split(lines[0]) if lines else []
 
 
 class SystemdUnitTests(SynchronousTestCase):
@@ -40,9 +45,16 @@ class SystemdUnitTests(SynchronousTestCase):
         for unit in UNITS:
             text = (CHECKOUT / "contrib" / unit).read_text()
             name = unit.replace("@.", "@7777.")
+            (directory / name).parent.mkdir(exist_ok=True)
             (directory / name).write_text(text.replace("/opt/soukets/bin/twistd", twistd))
+        for unit in UNITS:
+            name = unit.replace("@.", "@7777.")
+            # A .socket is verified with the service it starts.
+            together = [directory / name, *(
+                [(directory / name).with_suffix(".service")] if name.endswith(".socket") else []
+            )]
             done = subprocess.run(
-                [analyze, "verify", str(directory / name)],
+                [analyze, "verify", *map(str, together)],
                 capture_output=True, text=True, timeout=60,
             )
             said = [
@@ -57,6 +69,8 @@ class SystemdUnitTests(SynchronousTestCase):
         """
         for unit in UNITS:
             argv = exec_start(unit)
+            if not argv:
+                continue  # a .socket unit runs nothing
             self.assertEqual(argv[1:4], ["--nodaemon", "--pidfile=", "soukets"])
             args = [
                 a.replace("%i", "7778")
@@ -66,6 +80,74 @@ class SystemdUnitTests(SynchronousTestCase):
             ]
             if "$SOUKETS_WEB" in argv:
                 args.append("--no-web")  # the unit's default
+            # (A systemd: endpoint needs the socket systemd passes, which
+            # SocketActivationTests does for real; here, any endpoint.)
+            args = ["tcp:0" if a.startswith("systemd:") else a for a in args]
             options = Options()
             options.parseOptions(args + ["--game", "chat"])
-            self.assertIn("backlog=511", options["listen"][0])
+            self.assertTrue(
+                "backlog=511" in options["listen"][0] or unit.startswith("socket-activation/"),
+                unit,
+            )
+
+
+class SocketActivationTests(SynchronousTestCase):
+    def test_activated(self) -> None:
+        """
+        Started by systemd-socket-activate (systemd's own tool) with the
+        socket it passes, soukets answers on that socket.
+        """
+        import signal
+        import socket as sockets
+
+        from tests.daemon import Client, environment, prepare_child
+        from tests.test_browser import free_port
+
+        tool = shutil.which("systemd-socket-activate")
+        self.assertIsNotNone(tool, "systemd-socket-activate is needed: apt-get install systemd")
+        port = free_port()
+        process = subprocess.Popen(
+            [tool, "-l", f"127.0.0.1:{port}", "--fdname=soukets",
+             sys.executable, "-m", "soukets", "--listen", "systemd:domain=INET:index=0",
+             "--no-web", "--counter-file", self.mktemp() + "/c.json"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment(),
+            preexec_fn=prepare_child,
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+        self.addCleanup(stop)
+        import time
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client = Client(port)
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, "the socket never opened")
+                time.sleep(0.05)
+        self.addCleanup(client.close)
+        client.expect("welcome")
+
+    def test_no_socket_passed(self) -> None:
+        from tests.daemon import environment
+
+        env = {k: v for k, v in environment().items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
+        done = subprocess.run(
+            [sys.executable, "-m", "soukets", "--listen", "systemd:domain=INET:index=0",
+             "--no-web", "--counter-file", self.mktemp() + "/c.json"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+        self.assertNotEqual(done.returncode, 0)
+        said = (done.stdout + done.stderr).strip().splitlines()
+        self.assertEqual(len(said), 1, said)
+        self.assertIn("systemd passed no socket", said[0])
+        self.assertIn("systemd-socket-activate", said[0])

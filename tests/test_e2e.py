@@ -265,6 +265,22 @@ class LaunchersTests(DaemonTestCase):
         daemon = self.start(command=[sys.executable, str(CHECKOUT / "scripts" / "soukets")])
         self.play_ping(daemon)
 
+    def test_script_without_twisted(self) -> None:
+        """
+        scripts/soukets run by a Python that has no Twisted (here: without
+        its site-packages) starts again with the checkout's environment, or
+        says in one line how to make one.
+        """
+        done = subprocess.run(
+            [sys.executable, "-S", str(CHECKOUT / "scripts" / "soukets"), "--version"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if (CHECKOUT / ".venv" / "bin" / "python").exists():
+            self.assertEqual(done.stdout.strip().split()[0], "soukets", done.stderr)
+        else:
+            self.assertIn("python3 -m venv .venv", done.stderr)
+        self.assertNotIn("Traceback", done.stderr)
+
     def test_console_script(self) -> None:
         # Installed by pip next to this Python, as README's quick start does.
         script = str(Path(sys.executable).parent / "soukets")

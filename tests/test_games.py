@@ -23,21 +23,39 @@ class RegistryTests(SynchronousTestCase):
 class ThirdPartyGameTests(SynchronousTestCase):
     """
     A game from another distribution plugs in through the entry point group
-    alone: examples/buzzer, an installed distribution in miniature.
+    alone: examples/buzzer, installed with pip (offline, into a directory
+    of its own) as its users would.
     """
 
     def setUp(self) -> None:
+        import subprocess
         import sys
 
         from tests.daemon import CHECKOUT
 
-        self.path = str(CHECKOUT / "examples" / "buzzer")
-        sys.path.insert(0, self.path)
-        self.addCleanup(sys.path.remove, self.path)
+        self.target = self.mktemp()
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+             "--no-build-isolation", "--no-index", "--target", self.target,
+             str(CHECKOUT / "examples" / "buzzer")],
+            check=True, capture_output=True, timeout=300,
+        )
+        sys.path.insert(0, self.target)
+        self.addCleanup(sys.path.remove, self.target)
 
-    def test_found(self) -> None:
-        self.assertIn("buzzer", available_games())
+    def test_registered_by_install(self) -> None:
+        from importlib.metadata import entry_points
+
+        [entry] = [e for e in entry_points(group="soukets.games") if e.name == "buzzer"]
+        self.assertEqual(entry.value, "buzzer:Buzzer")
         self.assertEqual(load_game("buzzer").__name__, "Buzzer")
+
+    def test_builtin_games_stay(self) -> None:
+        """
+        An installed third-party game never hides soukets' own.
+        """
+        self.assertEqual({"buzzer", "rps", "chat"} - set(available_games()), set())
+        self.assertIs(load_game("rps"), RockPaperScissors)
 
     def test_played(self) -> None:
         from soukets.server import ServerSettings
@@ -52,3 +70,23 @@ class ThirdPartyGameTests(SynchronousTestCase):
         h.send(b, channel + ';{"type":"buzz"}')
         over = h.frames(a)[0][1]
         self.assertEqual((over["type"], over["winners"]), ("game_over", [b.client_id]))
+
+    def test_its_own_tests_pass(self) -> None:
+        """
+        examples/buzzer/test_buzzer.py, the example of testing a game with
+        task.Clock, passes.
+        """
+        import subprocess
+        import sys
+
+        from tests.daemon import CHECKOUT, environment
+
+        env = environment()
+        env["PYTHONPATH"] = self.target + ":" + env["PYTHONPATH"]
+        done = subprocess.run(
+            [sys.executable, "-m", "twisted.trial", "test_buzzer"],
+            cwd=str(CHECKOUT / "examples" / "buzzer"), env=env,
+            capture_output=True, text=True, timeout=120,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("PASSED (successes=3)", done.stdout)

@@ -19,8 +19,8 @@ GameFactory = Callable[[IGameContext], IGame]
 
 ENTRY_POINT_GROUP = "soukets.games"
 
-# Used only when soukets runs from a checkout that was never installed, so
-# that its entry points are not registered.
+# soukets' own games are always there, installed or run from a checkout
+# (whose entry points are not registered), whatever else is installed.
 _BUILTIN = {
     "chat": "soukets.games.chat:Chat",
     "rps": "soukets.games.rps:RockPaperScissors",
@@ -28,12 +28,14 @@ _BUILTIN = {
 
 
 def _entry_points() -> dict[str, Callable[[], GameFactory]]:
-    found = {ep.name: ep.load for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    if not found:
-        from importlib.metadata import EntryPoint
+    from importlib.metadata import EntryPoint
 
-        for name, value in _BUILTIN.items():
-            found[name] = EntryPoint(name, value, ENTRY_POINT_GROUP).load
+    found = {
+        name: EntryPoint(name, value, ENTRY_POINT_GROUP).load
+        for name, value in _BUILTIN.items()
+    }
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry.load)
     return found
 
 
