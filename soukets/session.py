@@ -337,6 +337,7 @@ class Session:
                 client=self.client_id,
                 seconds=silent,
             )
+            self.send(encode_frame(CONTROL, {"type": "bye", "reason": "idle"}))
             self.drop()
             return
         if silent >= timeout / 2 and self._pinged_for != self._last_heard:

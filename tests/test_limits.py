@@ -91,7 +91,8 @@ class IdleTests(SynchronousTestCase):
         self.assertEqual(self.h.disconnected, [])
         self.h.clock.advance(1)
         self.assertEqual(self.h.disconnected, [self.session.client_id])
-        self.assertEqual(self.h.frames(self.session), [])  # pinged once only
+        # Pinged once only; told why before the drop.
+        self.assertEqual(self.h.frames(self.session), [("", {"type": "bye", "reason": "idle"})])
         self.assertEqual(self.h.server.lobbies.waiting, 0)  # never matched now
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
 
@@ -103,6 +104,7 @@ class IdleTests(SynchronousTestCase):
         self.assertEqual(self.h.frames(self.session), [("", {"type": "ping"})])
         self.h.clock.advance(31)
         self.assertEqual(self.h.disconnected, [self.session.client_id])
+        self.assertEqual(self.h.frames(self.session), [("", {"type": "bye", "reason": "idle"})])
 
     def test_off_by_default(self) -> None:
         h = Harness()
