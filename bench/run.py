@@ -250,6 +250,9 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REF",
                         help="also run soukets as of git REF (as server soukets@REF), "
                         "for before/after figures in one command")
+    parser.add_argument("--soukets-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for every soukets (repeatable), "
+                        "e.g. --soukets-arg=--log-level=warn")
     parser.add_argument("--profile", metavar="DIR",
                         help="run soukets under cProfile; write DIR/SCENARIO.pstats "
                         "and print the top of each profile")
@@ -279,7 +282,7 @@ def main() -> int:
             wanted.append(f"soukets@{args.baseline}")
         for run in range(args.runs):
             for scenario in chosen:
-                extra = scenario.soukets_args(args.quick)
+                extra = scenario.soukets_args(args.quick) + args.soukets_arg
                 kinds = [*scenario.servers, *code]
                 for kind in kinds:
                     if kind not in wanted or kind in unavailable:
