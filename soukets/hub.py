@@ -13,6 +13,7 @@ from soukets.frames import (
     FORBIDDEN,
     NOT_SUBSCRIBED,
     ProtocolError,
+    encode_frame,
     encode_message,
 )
 from soukets.outbox import Owed, Run
@@ -31,12 +32,18 @@ def is_lobby_name(name: str) -> bool:
     return name.startswith(LOBBY_PREFIX)
 
 
+MAX_LISTED = 1000
+"""A C{members} answer lists at most this many members (its count is exact)."""
+
+
 class Subscriber(Protocol):
     """
-    What the hub needs of a client: its id, and a way to hand it frames.
+    What the hub needs of a client: its id and name, and a way to hand it
+    frames.
     """
 
     client_id: str
+    name: str
 
     def send(self, data: Owed) -> None:
         """
@@ -56,6 +63,8 @@ class Channel:
     name: str
     players: set[Subscriber] | None = None
     members: dict[Subscriber, None] = attrs.field(factory=dict)
+    presence: dict[Subscriber, None] = attrs.field(factory=dict)
+    """The members who asked to be told of joins and parts."""
     # The run that the next message may join, who it leaves out, and how
     # many receivers it has.
     _run: Run | None = None
@@ -102,6 +111,21 @@ class Channel:
         """
         self.seal()
         del self.members[subscriber]
+        self.presence.pop(subscriber, None)
+
+    def tell_presence(self, payload: dict[str, Any], about: Subscriber) -> None:
+        """
+        Send C{payload} (C{joined} or C{parted}) to the members who asked
+        for presence, but not to the one it is about.  Nothing is done (or
+        encoded) on a channel where nobody asked.
+        """
+        if not self.presence:
+            return
+        self.seal()
+        data = encode_frame(self.name, payload)
+        for member in tuple(self.presence):
+            if member is not about:
+                member.send(data)
 
     def seal(self) -> None:
         """
@@ -148,10 +172,11 @@ class ChannelHub:
         """
         return frozenset(self._subscriptions.get(subscriber, ()))
 
-    def subscribe(self, name: str, subscriber: Subscriber) -> int:
+    def subscribe(self, name: str, subscriber: Subscriber, presence: bool = False) -> int:
         """
         Subscribe C{subscriber} to channel C{name}, opening it if needed.
-        Subscribing twice is harmless.
+        Subscribing twice is harmless.  With C{presence}, the subscriber is
+        also told when others join and part.
 
         @return: how many members the channel has now.
         @raise ProtocolError: C{forbidden} for a lobby channel of others.
@@ -163,9 +188,64 @@ class ChannelHub:
             channel = self._channels[name] = Channel(name)
         elif channel.players is not None and subscriber not in channel.players:
             raise _forbidden(name)
-        channel.join(subscriber)
+        if subscriber not in channel.members:
+            channel.join(subscriber)
+            channel.tell_presence(
+                {"type": "joined", "client": subscriber.client_id, "name": subscriber.name},
+                subscriber,
+            )
+        if presence:
+            channel.presence[subscriber] = None
         self._subscriptions.setdefault(subscriber, set()).add(name)
         return len(channel.members)
+
+    def who(self, name: str, asker: Subscriber) -> dict[str, Any]:
+        """
+        The members of channel C{name}, for a C{members} answer: anyone may
+        ask about an ordinary channel, only its members about a lobby.
+
+        @raise ProtocolError: C{forbidden} for a lobby C{asker} is not on.
+        """
+        channel = self._channels.get(name)
+        if is_lobby_name(name) and (channel is None or asker not in channel.members):
+            raise _forbidden(name)
+        members = tuple(channel.members) if channel is not None else ()
+        return {
+            "count": len(members),
+            "members": [
+                {"client": m.client_id, "name": m.name} for m in members[:MAX_LISTED]
+            ],
+        }
+
+    def watch(self, name: str, watcher: Subscriber) -> None:
+        """
+        Make C{watcher} a member of lobby channel C{name} without making it
+        a player: it receives what is sent to everyone there, and may not
+        publish.
+        """
+        channel = self._channels.get(name)
+        if channel is None or channel.players is None:
+            raise _forbidden(name)
+        if watcher not in channel.members:
+            channel.join(watcher)
+            self._subscriptions.setdefault(watcher, set()).add(name)
+
+    def replace_player(self, name: str, old: Subscriber, new: Subscriber) -> None:
+        """
+        On lobby channel C{name}, C{new} takes C{old}'s place among the
+        players (a seat held, then taken back); C{new} is made a member if
+        it is connected (C{old} stops being one).
+        """
+        channel = self._channels.get(name)
+        if channel is None or channel.players is None:
+            return
+        channel.players.discard(old)
+        channel.players.add(new)
+        if old in channel.members:
+            self._leave(channel, old)
+        if getattr(new, "connected", True):
+            channel.join(new)
+            self._subscriptions.setdefault(new, set()).add(name)
 
     def unsubscribe(self, name: str, subscriber: Subscriber) -> Channel:
         """
@@ -252,15 +332,19 @@ class ChannelHub:
         for name in sorted(self._subscriptions.pop(subscriber, ())):
             channel = self._channels[name]
             channel.part(subscriber)
-            if not channel.members:
+            channel.tell_presence({"type": "parted", "client": subscriber.client_id}, subscriber)
+            if not channel.members and channel.players is None:
                 del self._channels[name]
             left.append(channel)
         return left
 
     def _leave(self, channel: Channel, subscriber: Subscriber) -> None:
         channel.part(subscriber)
+        channel.tell_presence({"type": "parted", "client": subscriber.client_id}, subscriber)
         self._forget(subscriber, channel.name)
-        if not channel.members:
+        if not channel.members and channel.players is None:
+            # An ordinary channel ends with its last member; a lobby's
+            # lasts until its game is over (a held seat may come back).
             del self._channels[channel.name]
 
     def _forget(self, subscriber: Subscriber, name: str) -> None:

@@ -1,23 +1,28 @@
 """
 The main lobby and the lobbies it forms: the matchmaking queue, the lobby
-channels, and the game running in each.
+channels, the game running in each, and what every game gets without a line
+of its own: seats held for a lost connection and taken back with a token,
+spectators, and bots for a lonely queue.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import secrets
 from typing import Any, Mapping, Protocol
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from soukets.frames import (
     ALREADY_QUEUED,
+    BAD_TOKEN,
     CONTROL,
+    FORBIDDEN,
     IN_GAME,
     INTERNAL_ERROR,
     NOT_IN_GAME,
@@ -33,9 +38,15 @@ from soukets.games.base import SHUTDOWN, GameOver, GameSettings, IGame, IGameCon
 from soukets.hub import LOBBY_PREFIX, ChannelHub
 from soukets.matchmaking import MatchQueue
 from soukets.tally import Tally
+from soukets.transcript import Transcript
 
 LOBBY_ID_BYTES = 16
 """Lobby channel ids carry this many random bytes (128 bits)."""
+
+TOKEN_BYTES = 18
+"""Resume tokens carry this many random bytes (144 bits)."""
+
+MAX_GAMES_LISTED = 100
 
 
 class Player(Protocol):
@@ -61,6 +72,49 @@ def new_lobby_id() -> str:
     lobbies (C{lobby:} and 128 random bits).
     """
     return LOBBY_PREFIX + secrets.token_urlsafe(LOBBY_ID_BYTES)
+
+
+def new_token() -> str:
+    """
+    A fresh, unguessable resume token.
+    """
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+@attrs.define(eq=False)
+class HeldSeat:
+    """
+    The seat of a player whose connection is gone while its game runs: kept
+    (the player still counts as present, and times out as usual) until it
+    is taken back with a resume token or the hold runs out.  It is sent
+    nothing: what the player misses is replayed from the lobby's
+    transcript.
+    """
+
+    client_id: str
+    name: str
+    away_at: float
+    expiry: IDelayedCall | None = None
+    connected = False
+
+    def send(self, data: bytes) -> None:
+        pass
+
+
+@attrs.define(eq=False)
+class BotSeat:
+    """
+    A seat played by the game's own bot: it sees every frame sent to all
+    (as a mapping, not bytes) and plays through the lobby.
+    """
+
+    client_id: str
+    name: str
+    bot: Any = None
+    connected = True
+
+    def send(self, data: bytes) -> None:
+        pass
 
 
 class LobbyState(enum.Enum):
@@ -96,8 +150,9 @@ class _SteppedClock:
 @attrs.define(eq=False)
 class Lobby:
     """
-    One lobby: its channel, its players and its game.  It is the game's
-    L{IGameContext}.
+    One lobby: its channel, its players (and the seats they sit in), its
+    watchers, its game, and the transcript of what it sent.  It is the
+    game's L{IGameContext}.
 
     The game is only ever called in a L{step}: a player leaving while the
     game is busy (its connection dropped as a frame was sent to it, say) is
@@ -109,11 +164,16 @@ class Lobby:
     settings: GameSettings
     _clock: IReactorTime
     _service: LobbyService
-    _members: dict[str, Player]
+    _members: dict[str, Any]  # client id -> session, HeldSeat or BotSeat
+    names: dict[str, str] = attrs.field(factory=dict)
+    bots: tuple[str, ...] = ()
     game: IGame | None = None
     state: LobbyState = LobbyState.RUNNING
+    watchers: dict[Any, None] = attrs.field(factory=dict)
+    transcript: Transcript = attrs.field(factory=Transcript)
+    tokens: dict[str, str] = attrs.field(factory=dict)  # client id -> token
     _depth: int = 0  # how many steps are running (steps may nest)
-    _departures: list[Player] = attrs.field(factory=list)
+    _departures: list[Any] = attrs.field(factory=list)
 
     @property
     def clock(self) -> IReactorTime:
@@ -150,10 +210,38 @@ class Lobby:
         return tuple(p for p in self.players if p in self._members)
 
     def send(self, payload: Mapping[str, Any]) -> None:
-        if self.state is LobbyState.RUNNING:
-            data = encode_frame(self.channel, payload)
-            for member in tuple(self._members.values()):
-                member.send(data)
+        if self.state is not LobbyState.RUNNING:
+            return
+        channel = self._service._hub.get(self.channel)
+        if channel is not None:
+            channel.send(encode_frame(self.channel, payload))
+        self.transcript.add(self._clock.seconds(), payload)
+        for seat in tuple(self._members.values()):
+            if isinstance(seat, BotSeat) and seat.bot is not None:
+                seat.bot.observe(payload)
+
+    def send_to(self, player: str, payload: Mapping[str, Any]) -> None:
+        if self.state is not LobbyState.RUNNING:
+            return
+        seat = self._members.get(player)
+        if seat is not None and seat.connected and not isinstance(seat, BotSeat):
+            seat.send(encode_frame(self.channel, payload))
+
+    def act(self, player: str, payload: Mapping[str, Any]) -> None:
+        """
+        A bot of this lobby plays C{payload} as C{player}: the game gets it
+        as it would get the frame from a client.
+        """
+        if self.state is not LobbyState.RUNNING or self.game is None:
+            return
+        frame = Frame(self.channel, str(payload.get("type", "")), dict(payload))
+        try:
+            self.step(self.game.received, player, frame)
+        except ProtocolError as error:
+            self._service.log.warn(
+                "a bot of {game} made a bad frame ({code}): {message}",
+                game=self._service.game_name, code=error.code, message=error.message,
+            )
 
     def end(self, over: GameOver | None) -> None:
         self._service._end(self, over)
@@ -164,6 +252,12 @@ class LobbyService(Service):
     The main lobby: players queue here and, when C{lobby_size} of them are
     waiting, are taken in arrival order into a new lobby channel running a
     new game.  Stopping the service ends every running game.
+
+    @param seat_hold: seconds a seat is held for a player whose connection
+        is lost mid-game (0: it leaves at once).
+    @param bot_after: seconds a lone player waits before bots fill its
+        lobby (0: never).
+    @param spectators: whether anyone may watch a running game.
     """
 
     name = "lobby"
@@ -178,6 +272,9 @@ class LobbyService(Service):
         settings: GameSettings,
         clock: IReactorTime,
         tally: Tally | None = None,
+        seat_hold: float = 0.0,
+        bot_after: float = 0.0,
+        spectators: bool = True,
     ) -> None:
         self._hub = hub
         self._tally = tally or Tally()
@@ -186,8 +283,15 @@ class LobbyService(Service):
         self._queue: MatchQueue[Player] = MatchQueue(lobby_size)
         self.settings = settings
         self._clock = clock
+        self.seat_hold = seat_hold
+        self.bot_after = bot_after
+        self.spectators = spectators
         self.lobbies: dict[str, Lobby] = {}
-        self._lobby_of: dict[Player, Lobby] = {}
+        self._lobby_of: dict[Any, Lobby] = {}
+        self._watching: dict[Any, Lobby] = {}
+        self._tokens: dict[str, tuple[Lobby, str]] = {}  # token -> lobby, client id
+        self._bot_timers: dict[Any, IDelayedCall] = {}
+        self._bot_ids = itertools.count(1)
 
     @property
     def lobby_size(self) -> int:
@@ -205,6 +309,8 @@ class LobbyService(Service):
         The running lobby C{player} plays in, if any.
         """
         return self._lobby_of.get(player)
+
+    # The queue
 
     def enqueue(self, player: Player, frame_id: str | int | None = None) -> None:
         """
@@ -238,22 +344,239 @@ class LobbyService(Service):
         player.send(queued)
         if group:
             self._form(group)
+        elif self.bot_after > 0 and getattr(self._game_factory, "bot", None) is not None:
+            self._bot_timers[player] = self._clock.callLater(
+                self.bot_after, self._fill_with_bots, player
+            )
 
     def dequeue(self, player: Player) -> None:
         """
         Take C{player} out of the queue, if it is there.
         """
         self._queue.remove(player)
+        self._cancel_bot_timer(player)
+
+    def _cancel_bot_timer(self, player: Any) -> None:
+        timer = self._bot_timers.pop(player, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _fill_with_bots(self, player: Player) -> None:
+        """
+        C{player} waited C{bot_after} seconds: the players waiting (it among
+        them) are matched now, bots taking the seats left.
+        """
+        self._bot_timers.pop(player, None)
+        if player not in self._queue:
+            return
+        group = tuple(self._queue.take(self.lobby_size))
+        for member in group:
+            self._cancel_bot_timer(member)
+        live = tuple(p for p in group if p.connected)
+        if not live:
+            return
+        bots = tuple(
+            BotSeat(f"bot-{next(self._bot_ids)}", "bot")
+            for _ in range(self.lobby_size - len(live))
+        )
+        self._form(live, bots)
+
+    # Departures
+
+    def leave(self, player: Player) -> None:
+        """
+        C{player} is gone from the queue and from its game, for good (it
+        left its lobby channel, or its seat's hold ran out).  The other
+        players get C{left}, and the game is told.
+        """
+        self.dequeue(player)
+        self.unwatch(player)
+        lobby = self._lobby_of.get(player)
+        if lobby is None:
+            return
+        if lobby._depth:
+            lobby._departures.append(player)
+        else:
+            self._depart(lobby, player)
+
+    def connection_lost(self, player: Player) -> None:
+        """
+        C{player}'s connection is gone.  In a running game with a seat hold,
+        its seat is kept for it (the others get C{away}); otherwise it
+        leaves.
+        """
+        lobby = self._lobby_of.get(player)
+        if lobby is None or self.seat_hold <= 0 or lobby.state is not LobbyState.RUNNING:
+            self.leave(player)
+            return
+        self.dequeue(player)
+        self.unwatch(player)
+        seat = HeldSeat(player.client_id, player.name, self._clock.seconds())
+        del self._lobby_of[player]
+        self._lobby_of[seat] = lobby
+        lobby._members[player.client_id] = seat
+        self._hub.replace_player(lobby.channel, player, seat)
+        seat.expiry = self._clock.callLater(self.seat_hold, self.leave, seat)
+        lobby.send({"type": "away", "player": seat.client_id, "hold": float(self.seat_hold)})
+
+    def _depart(self, lobby: Lobby, player: Any) -> None:
+        if self._lobby_of.pop(player, None) is not lobby:
+            return  # the game ended meanwhile
+        self._void_token(lobby, player.client_id)
+        self._hub.ban(lobby.channel, player)
+        del lobby._members[player.client_id]
+        lobby.send({"type": "left", "player": player.client_id})
+        assert lobby.game is not None
+        lobby.step(lobby.game.player_left, player.client_id)
+
+    # Seats taken back
+
+    def resume(self, player: Player, token: Any) -> tuple[Lobby, str, Any]:
+        """
+        The first half of taking a seat back with C{token}: check it, and
+        use it up.
+
+        @return: the lobby, the seat's client id, and who sits in it now (a
+            L{HeldSeat}, or the old connection if it is still open).
+        @raise ProtocolError: C{bad_token} (unknown, used, or for a game
+            that is over), C{in_game} if C{player} plays another game.
+        """
+        found = self._tokens.get(token) if isinstance(token, str) else None
+        if found is None or found[0].state is not LobbyState.RUNNING:
+            raise ProtocolError(
+                BAD_TOKEN,
+                "this resume token is unknown, already used, or for a game "
+                "that is over; queue for a new game",
+            )
+        lobby, client_id = found
+        if player in self._lobby_of:
+            raise ProtocolError(
+                IN_GAME, "you are in a running game; finish it before resuming another"
+            )
+        del self._tokens[token]
+        lobby.tokens.pop(client_id, None)
+        return lobby, client_id, lobby._members[client_id]
+
+    def seat(self, player: Player, lobby: Lobby, previous: Any) -> tuple[str, list[dict[str, Any]]]:
+        """
+        The second half: C{player} (now bearing the seat's client id) sits
+        in the seat C{previous} held.  The others get C{back}.
+
+        @return: the next resume token, and the frames that catch the
+            player up.
+        """
+        self.dequeue(player)
+        self.unwatch(player)
+        since = None
+        if isinstance(previous, HeldSeat):
+            if previous.expiry is not None and previous.expiry.active():
+                previous.expiry.cancel()
+            since = previous.away_at
+        self._lobby_of.pop(previous, None)
+        self._lobby_of[player] = lobby
+        lobby._members[player.client_id] = player
+        self._hub.replace_player(lobby.channel, previous, player)
+        token = self._issue_token(lobby, player.client_id)
+        catch_up = lobby.transcript.catch_up(self._clock.seconds(), since)
+        lobby.send({"type": "back", "player": player.client_id})
+        return token, catch_up
+
+    def _issue_token(self, lobby: Lobby, client_id: str) -> str:
+        token = new_token()
+        self._tokens[token] = (lobby, client_id)
+        lobby.tokens[client_id] = token
+        return token
+
+    def _void_token(self, lobby: Lobby, client_id: str) -> None:
+        token = lobby.tokens.pop(client_id, None)
+        if token is not None:
+            self._tokens.pop(token, None)
+
+    # Spectators
+
+    def games(self) -> list[dict[str, Any]]:
+        """
+        The running games, newest first, at most L{MAX_GAMES_LISTED}.
+        """
+        self._check_spectators()
+        listed = []
+        for lobby in reversed(list(self.lobbies.values())):
+            listed.append(
+                {
+                    "channel": lobby.channel,
+                    "players": list(lobby.players),
+                    "names": dict(lobby.names),
+                    "round": lobby.transcript.round_number,
+                    "watchers": len(lobby.watchers),
+                }
+            )
+            if len(listed) == MAX_GAMES_LISTED:
+                break
+        return listed
+
+    def watch(self, watcher: Any, channel: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """
+        C{watcher} watches the game on C{channel}.
+
+        @return: the C{watching} answer, and the frames of the round under
+            way (for a watcher who comes late).
+        @raise ProtocolError: C{forbidden} (no such game, one's own, or
+            spectators off).
+        """
+        self._check_spectators()
+        lobby = self.lobbies.get(channel)
+        if lobby is None or self._lobby_of.get(watcher) is lobby:
+            raise ProtocolError(
+                FORBIDDEN, f"{channel} is not a game you can watch; ;{{\"type\":\"games\"}} lists them"
+            )
+        self.unwatch(watcher)
+        self._hub.watch(channel, watcher)
+        lobby.watchers[watcher] = None
+        self._watching[watcher] = lobby
+        answer = {
+            "type": "watching",
+            "players": list(lobby.players),
+            "round": lobby.transcript.round_number,
+        }
+        return answer, lobby.transcript.catch_up(self._clock.seconds(), None)
+
+    def unwatch(self, watcher: Any) -> bool:
+        """
+        C{watcher} stops watching (if it was); return whether it was.
+        """
+        lobby = self._watching.pop(watcher, None)
+        if lobby is None:
+            return False
+        lobby.watchers.pop(watcher, None)
+        channel = self._hub.get(lobby.channel)
+        if channel is not None and watcher in channel.members:
+            self._hub.unsubscribe(lobby.channel, watcher)
+        return True
+
+    def watches(self, watcher: Any, channel: str) -> bool:
+        lobby = self._watching.get(watcher)
+        return lobby is not None and lobby.channel == channel
+
+    def _check_spectators(self) -> None:
+        if not self.spectators:
+            raise ProtocolError(FORBIDDEN, "this server runs with spectators off")
+
+    # Game frames
 
     def receive(self, player: Player, frame: Frame) -> None:
         """
         Hand a game frame from C{player} to the game of its lobby.
 
         @raise ProtocolError: C{not_in_game} unless C{frame} is on the lobby
-            channel of C{player}'s running game, or any error of the game.
+            channel of C{player}'s running game, C{forbidden} from a
+            watcher, or any error of the game.
         """
         lobby = self._lobby_of.get(player)
         if lobby is None or lobby.channel != frame.channel:
+            if self.watches(player, frame.channel):
+                raise ProtocolError(
+                    FORBIDDEN, "you are watching this game: watchers do not play"
+                )
             if frame.type == "move":
                 raise ProtocolError(
                     NOT_IN_GAME,
@@ -274,29 +597,7 @@ class LobbyService(Service):
                 "ended (the server's log says why)",
             )
 
-    def leave(self, player: Player) -> None:
-        """
-        C{player} is gone from the queue and from its game (it disconnected,
-        left its lobby channel or was cut off).  The other players get
-        C{left}, and the game is told.
-        """
-        self._queue.remove(player)
-        lobby = self._lobby_of.get(player)
-        if lobby is None:
-            return
-        if lobby._depth:
-            lobby._departures.append(player)
-        else:
-            self._depart(lobby, player)
-
-    def _depart(self, lobby: Lobby, player: Player) -> None:
-        if self._lobby_of.pop(player, None) is not lobby:
-            return  # the game ended meanwhile
-        self._hub.ban(lobby.channel, player)
-        del lobby._members[player.client_id]
-        lobby.send({"type": "left", "player": player.client_id})
-        assert lobby.game is not None
-        lobby.step(lobby.game.player_left, player.client_id)
+    # Life and death of lobbies
 
     def stopService(self) -> None:
         """
@@ -309,53 +610,61 @@ class LobbyService(Service):
             lobby.step(lobby.game.stop, SHUTDOWN)
             if lobby.state is LobbyState.RUNNING:
                 self._end(lobby, GameOver(SHUTDOWN))
+        for player in list(self._bot_timers):
+            self._cancel_bot_timer(player)
         self._queue = MatchQueue(self.lobby_size)
 
-    def _form(self, group: tuple[Player, ...]) -> None:
+    def _form(self, group: tuple[Player, ...], bots: tuple[BotSeat, ...] = ()) -> None:
         gone = [player for player in group if not player.connected]
         if gone:
             # A connection that closed before its lobby formed is never
             # matched; the others keep their places at the front.
             self._queue.restore([p for p in group if p.connected])
             return
+        for player in group:
+            self._cancel_bot_timer(player)
         channel = new_lobby_id()
         while self._hub.get(channel) is not None:  # pragma: no cover
             channel = new_lobby_id()
         self._hub.open_lobby(channel, group)
-        ids = tuple(player.client_id for player in group)
+        seats = (*group, *bots)
+        ids = tuple(seat.client_id for seat in seats)
         lobby = Lobby(
             channel,
             ids,
             self.settings,
             self._clock,
             self,
-            {player.client_id: player for player in group},
+            {seat.client_id: seat for seat in seats},
+            names={seat.client_id: seat.name for seat in seats},
+            bots=tuple(bot.client_id for bot in bots),
         )
         self.lobbies[channel] = lobby
-        names = {player.client_id: player.name for player in group}
         for player in group:
             self._lobby_of[player] = lobby
-            player.send(
-                encode_frame(
-                    CONTROL,
-                    {
-                        "type": "matched",
-                        "channel": channel,
-                        "players": list(ids),
-                        "you": player.client_id,
-                        "names": names,
-                    },
-                )
-            )
+            matched = {
+                "type": "matched",
+                "channel": channel,
+                "players": list(ids),
+                "you": player.client_id,
+                "names": dict(lobby.names),
+                "resume": self._issue_token(lobby, player.client_id),
+            }
+            if bots:
+                matched["bots"] = list(lobby.bots)
+            player.send(encode_frame(CONTROL, matched))
         self.log.info(
             "lobby formed: {game} for {players}",
             game=self.game_name,
             players=" ".join(ids),
         )
-        lobby.step(self._start_game, lobby)
+        lobby.step(self._start_game, lobby, bots)
 
-    def _start_game(self, lobby: Lobby) -> None:
+    def _start_game(self, lobby: Lobby, bots: tuple[BotSeat, ...]) -> None:
         lobby.game = self._game_factory(lobby)
+        make_bot = getattr(self._game_factory, "bot", None)
+        for seat in bots:
+            seat.bot = make_bot(lobby, seat.client_id)
         lobby.game.start()
 
     def _crashed(self, lobby: Lobby) -> None:
@@ -376,8 +685,15 @@ class LobbyService(Service):
         lobby.state = LobbyState.CLOSED
         self._hub.close(lobby.channel)
         del self.lobbies[lobby.channel]
-        for player in lobby._members.values():
-            self._lobby_of.pop(player, None)
+        for client_id in list(lobby.tokens):
+            self._void_token(lobby, client_id)
+        for seat in lobby._members.values():
+            self._lobby_of.pop(seat, None)
+            if isinstance(seat, HeldSeat) and seat.expiry is not None and seat.expiry.active():
+                seat.expiry.cancel()
+        for watcher in list(lobby.watchers):
+            self._watching.pop(watcher, None)
+        lobby.watchers.clear()
         if over is None:
             self.log.info("lobby closed: {players}", players=" ".join(lobby.players))
         else:

@@ -49,6 +49,15 @@ class MatchQueue(Generic[T]):
             del self._waiting[member]
         return group
 
+    def take(self, count: int) -> list[T]:
+        """
+        Take up to C{count} players off the front of the queue, in order.
+        """
+        taken = list(self._waiting)[:count]
+        for player in taken:
+            del self._waiting[player]
+        return taken
+
     def restore(self, players: Sequence[T]) -> None:
         """
         Put C{players}, taken off the front by L{add}, back at the front, in

@@ -75,6 +75,12 @@ class Options(usage.Options):
             "Do not queue new connections; they send queue themselves.",
         ],
         [
+            "no-spectators",
+            None,
+            "Nobody may list or watch running games (games and watch are "
+            "forbidden).",
+        ],
+        [
             "no-web",
             None,
             "Serve no web site (no browser page, WebSocket, /metrics or "
@@ -153,6 +159,31 @@ class Options(usage.Options):
             "Frames one connection may send at once above --max-rate "
             "[default: the same as --max-rate]",
             _positive_float("rate-burst"),
+        ],
+        [
+            "seat-hold",
+            None,
+            30.0,
+            "Seconds a player's seat is kept when its connection is lost "
+            "mid-game, for it to come back with its resume token (0: it "
+            "leaves at once).",
+            _positive_float("seat-hold", allow_zero=True),
+        ],
+        [
+            "hurry",
+            None,
+            3.0,
+            "Warn each player who has not moved this many seconds before "
+            "the round's deadline (0: never).",
+            _positive_float("hurry", allow_zero=True),
+        ],
+        [
+            "bot-after",
+            None,
+            0.0,
+            "Fill the lobby of a player who waited this many seconds in the "
+            "queue with bots (0: never).",
+            _positive_float("bot-after", allow_zero=True),
         ],
         [
             "web-ping",

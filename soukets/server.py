@@ -47,10 +47,16 @@ class ServerSettings:
     max_rate: float = 1000.0
     rate_burst: float = 1000.0
     idle_timeout: float = 0.0  # seconds; 0 is off
+    seat_hold: float = 30.0  # seconds; 0: a lost connection leaves at once
+    hurry: float = 3.0  # seconds before a round's deadline; 0 is off
+    bot_after: float = 0.0  # seconds; 0 is off
+    spectators: bool = True
 
     @property
     def game_settings(self) -> GameSettings:
-        return GameSettings(move_timeout=self.move_timeout, rounds=self.rounds)
+        return GameSettings(
+            move_timeout=self.move_timeout, rounds=self.rounds, hurry=self.hurry
+        )
 
 
 def _local_count(server: Server) -> Deferred[int]:
@@ -89,6 +95,9 @@ class Server:
             self.settings.game_settings,
             self.clock,
             self.tally,
+            seat_hold=self.settings.seat_hold,
+            bot_after=self.settings.bot_after,
+            spectators=self.settings.spectators,
         )
 
     def connect(
@@ -113,9 +122,20 @@ class Server:
         C{session}'s connection is gone: it leaves its game, the queue and
         every channel.
         """
-        self.lobbies.leave(session)
+        self.lobbies.connection_lost(session)
         self.hub.drop(session)
-        self.sessions.pop(session.client_id, None)
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    def adopt(self, session: Session, client_id: str) -> None:
+        """
+        C{session} takes the client id C{client_id} (its seat taken back):
+        it is known by that id from now on.
+        """
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        session.client_id = client_id
+        self.sessions[client_id] = session
 
     def check_subscription_limit(self, session: Session, channel: str) -> None:
         """

@@ -195,6 +195,10 @@ def settings_from(options: Options) -> ServerSettings:
         max_rate=options["max-rate"],
         rate_burst=options["rate-burst"],
         idle_timeout=options["idle-timeout"],
+        seat_hold=options["seat-hold"],
+        hurry=options["hurry"],
+        bot_after=options["bot-after"],
+        spectators=not options["no-spectators"],
     )
 
 

@@ -389,6 +389,33 @@ class Session:
     def _queue(self, frame: Frame) -> None:
         self.server.lobbies.enqueue(self, frame.id)
 
+    def _resume(self, frame: Frame) -> None:
+        lobbies = self.server.lobbies
+        lobby, client_id, previous = lobbies.resume(self, frame.body.get("token"))
+        self.server.adopt(self, client_id)
+        self.name = previous.name
+        token, catch_up = lobbies.seat(self, lobby, previous)
+        self.reply(
+            CONTROL,
+            {
+                "type": "resumed",
+                "channel": lobby.channel,
+                "you": client_id,
+                "players": list(lobby.players),
+                "resume": token,
+            },
+            frame,
+        )
+        for payload in catch_up:
+            self.send(encode_frame(lobby.channel, payload))
+        if isinstance(previous, Session) and previous is not self:
+            # The old connection was still open (half-open): it is over.
+            previous.send(encode_frame(CONTROL, {"type": "bye", "reason": "resumed_elsewhere"}))
+            previous.disconnect()
+
+    def _games(self, frame: Frame) -> None:
+        self.reply(CONTROL, {"type": "games", "games": self.server.lobbies.games()}, frame)
+
     def _unqueue(self, frame: Frame) -> None:
         self.server.lobbies.dequeue(self)
         self.reply(CONTROL, {"type": "unqueued"}, frame)
@@ -430,15 +457,28 @@ class Session:
                 )
         elif frame.type == "subscribe":
             self.server.check_subscription_limit(self, channel)
-            members = hub.subscribe(channel, self)
+            members = hub.subscribe(channel, self, frame.body.get("presence") is True)
             self.reply(channel, {"type": "subscribed", "members": members}, frame)
         elif frame.type == "unsubscribe":
-            lobby = self.server.lobbies.lobby_of(self)
+            lobbies = self.server.lobbies
+            lobby = lobbies.lobby_of(self)
             if lobby is not None and lobby.channel == channel:
-                self.server.lobbies.leave(self)
+                lobbies.leave(self)
+            elif lobbies.watches(self, channel):
+                lobbies.unwatch(self)
             else:
                 hub.unsubscribe(channel, self)
             self.reply(channel, {"type": "unsubscribed"}, frame)
+        elif frame.type == "who":
+            self.reply(channel, {"type": "members", **hub.who(channel, self)}, frame)
+        elif frame.type == "watch":
+            answer, catch_up = self.server.lobbies.watch(self, channel)
+            self.reply(channel, answer, frame)
+            for payload in catch_up:
+                self.send(encode_frame(channel, payload))
+        elif frame.type == "unwatch":
+            self.server.lobbies.unwatch(self)
+            self.reply(channel, {"type": "unwatched"}, frame)
         else:
             self.server.lobbies.receive(self, frame)
 
@@ -450,4 +490,6 @@ _CONTROL_HANDLERS: dict[str, Callable[[Session, Frame], None]] = {
     "queue": Session._queue,
     "unqueue": Session._unqueue,
     "stats": Session._stats,
+    "resume": Session._resume,
+    "games": Session._games,
 }

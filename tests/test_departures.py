@@ -6,10 +6,12 @@ sockets and a L{task.Clock}.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.lobby import LOBBY_ID_BYTES
+from soukets.outbox import Run
 from soukets.server import ServerSettings
 
 from tests.support import Harness, parse
@@ -19,7 +21,7 @@ LEAVE_WAYS = ("disconnect", "unsubscribe")
 
 class DepartureTests(SynchronousTestCase):
     def start(self, players: int = 2):
-        self.h = Harness(ServerSettings(lobby_size=players, move_timeout=10))
+        self.h = Harness(ServerSettings(lobby_size=players, move_timeout=10, seat_hold=0, hurry=0))
         self.sessions = [self.h.connect() for _ in range(players)]
         self.channel = self.h.frames(self.sessions[0])[2][1]["channel"]
         for session in self.sessions[1:]:
@@ -85,9 +87,10 @@ class DepartureTests(SynchronousTestCase):
         a, b = self.start()
         original = a.output
 
-        def drop_on_result(data: bytes) -> None:
+        def drop_on_result(data: Any) -> None:
             original(data)
-            if b'"type":"result"' in data:
+            frames = data.frames if isinstance(data, Run) else [data]
+            if any(b'"type":"result"' in frame for frame in frames):
                 a.connection_lost()
 
         a.output = drop_on_result
@@ -102,7 +105,7 @@ class DepartureTests(SynchronousTestCase):
         self.assertNothingPending()
 
     def test_leave_between_rounds(self) -> None:
-        self.h = Harness(ServerSettings(rounds=3, move_timeout=10))
+        self.h = Harness(ServerSettings(rounds=3, move_timeout=10, seat_hold=0, hurry=0))
         a, b = self.h.connect(), self.h.connect()
         channel = self.h.frames(a)[2][1]["channel"]
         self.channel = channel
@@ -121,7 +124,9 @@ class LobbyPrivacyTests(SynchronousTestCase):
         does; and ids carry 128 bits.
         """
         self.assertGreaterEqual(LOBBY_ID_BYTES * 8, 128)
-        h = Harness()
+        # (With spectators on, running games are listed for anyone to
+        # watch; with them off, a lobby is its players' alone.)
+        h = Harness(ServerSettings(spectators=False))
         eve = h.connect()
         h.send(eve, ';{"type":"unqueue"}')
         a, b = h.connect(), h.connect()

@@ -78,7 +78,7 @@ class GameTests(DaemonTestCase):
         self.assertEqual(result["winners"], [bob_id])
 
     def test_player_disconnects(self) -> None:
-        daemon = self.start()
+        daemon = self.start("--seat-hold", "0")
         alice, alice_id = self.connect(daemon)
         bob, bob_id = self.connect(daemon)
         alice.expect("matched", "round")

@@ -20,6 +20,36 @@ class RegistryTests(SynchronousTestCase):
         self.assertRaises(KeyError, load_game, "chess")
 
 
+_INSTALLED: list[str] = []
+
+
+def installed_buzzer() -> str:
+    """
+    Where examples/buzzer is installed (once per test process), by pip,
+    offline, from a copy of its source (so that nothing is built in the
+    checkout).
+    """
+    if not _INSTALLED:
+        import shutil
+        import subprocess
+        import sys
+        import tempfile
+
+        from tests.daemon import CHECKOUT
+
+        root = tempfile.mkdtemp(prefix="soukets-buzzer-")
+        source = shutil.copytree(CHECKOUT / "examples" / "buzzer", f"{root}/source")
+        target = f"{root}/site"
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+             "--no-build-isolation", "--no-index", "--target", target, source],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        _INSTALLED.append(target)
+    return _INSTALLED[0]
+
+
 class ThirdPartyGameTests(SynchronousTestCase):
     """
     A game from another distribution plugs in through the entry point group
@@ -28,18 +58,9 @@ class ThirdPartyGameTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        import subprocess
         import sys
 
-        from tests.daemon import CHECKOUT
-
-        self.target = self.mktemp()
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-             "--no-build-isolation", "--no-index", "--target", self.target,
-             str(CHECKOUT / "examples" / "buzzer")],
-            check=True, capture_output=True, timeout=300,
-        )
+        self.target = installed_buzzer()
         sys.path.insert(0, self.target)
         self.addCleanup(sys.path.remove, self.target)
 

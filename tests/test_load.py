@@ -122,7 +122,7 @@ class SoakTests(SynchronousTestCase):
         raise_fd_limit()
         daemon = Daemon(
             self.mktemp(), "--max-clients", str(CLIENTS + 10), "--move-timeout", "2", "--no-auto-queue",
-            "--max-buffer", "65536",
+            "--max-buffer", "65536", "--seat-hold", "0",
         )
         self.addCleanup(daemon.stop)
         start_rss = rss_kib(daemon.process.pid)

@@ -72,8 +72,16 @@ class FakeLobby:
     clock: Clock = attrs.field(factory=Clock)
     channel: str = "L"
     sent: list[dict[str, Any]] = attrs.field(factory=list)
+    private: list[tuple[str, dict[str, Any]]] = attrs.field(factory=list)
+    acted: list[tuple[float, str, dict[str, Any]]] = attrs.field(factory=list)
     ended: list[GameOver | None] = attrs.field(factory=list)
     gone: set[str] = attrs.field(factory=set)
+
+    def send_to(self, player: str, payload: Mapping[str, Any]) -> None:
+        self.private.append((player, dict(payload)))
+
+    def act(self, player: str, payload: Mapping[str, Any]) -> None:
+        self.acted.append((self.clock.seconds(), player, dict(payload)))
 
     def present(self) -> tuple[str, ...]:
         return tuple(p for p in self.players if p not in self.gone)
@@ -94,8 +102,8 @@ def move(shape: Any) -> Frame:
 
 
 class RockPaperScissorsTests(SynchronousTestCase):
-    def start(self, players: str = "ab", timeout: float = 10.0, rounds: int = 1):
-        self.lobby = FakeLobby(tuple(players), GameSettings(timeout, rounds))
+    def start(self, players: str = "ab", timeout: float = 10.0, rounds: int = 1, hurry: float = 0.0):
+        self.lobby = FakeLobby(tuple(players), GameSettings(timeout, rounds, hurry))
         self.game = RockPaperScissors(self.lobby)
         verifyObject(IGameContext, self.lobby)
         verifyObject(IGame, self.game)
@@ -332,3 +340,74 @@ class JudgeProperties(SynchronousTestCase):
                 self.assertIsNotNone(moves[p])  # the absent never win
 
         check()
+
+
+class HurryTests(SynchronousTestCase):
+    def start(self, timeout: float = 10.0, hurry: float = 3.0, rounds: int = 1) -> tuple[FakeLobby, RockPaperScissors]:
+        lobby = FakeLobby(("a", "b", "c"), GameSettings(timeout, rounds, hurry))
+        game = RockPaperScissors(lobby)
+        game.start()
+        return lobby, game
+
+    def test_exactly_when_left(self) -> None:
+        """
+        With 3 s left, each player who has not moved is warned once, alone;
+        nobody else sees it.
+        """
+        lobby, game = self.start()
+        game.received("a", move("rock"))
+        lobby.clock.advance(6.999)
+        self.assertEqual(lobby.private, [])
+        lobby.clock.advance(0.001)
+        self.assertEqual(lobby.private, [
+            ("b", {"type": "hurry", "round": 1, "remaining": 3.0}),
+            ("c", {"type": "hurry", "round": 1, "remaining": 3.0}),
+        ])
+        self.assertNotIn("hurry", [p["type"] for p in lobby.sent])
+        lobby.clock.advance(2.9)
+        self.assertEqual(len(lobby.private), 2)  # once
+
+    def test_never_after_everyone_moved(self) -> None:
+        lobby, game = self.start(rounds=2)
+        for player in "abc":
+            game.received(player, move("rock"))
+        lobby.clock.advance(6.999)  # round 2 began at 0: not yet
+        self.assertEqual(lobby.private, [])
+        for player in "abc":
+            game.received(player, move("paper"))
+        lobby.clock.advance(20)
+        self.assertEqual(lobby.private, [])
+        self.assertEqual(lobby.clock.getDelayedCalls(), [])
+
+    def test_short_rounds_and_off(self) -> None:
+        for timeout, hurry in ((3.0, 3.0), (2.0, 3.0), (10.0, 0.0)):
+            lobby, game = self.start(timeout=timeout, hurry=hurry)
+            lobby.clock.advance(timeout)
+            self.assertEqual(lobby.private, [], (timeout, hurry))
+
+
+class BotTests(SynchronousTestCase):
+    def test_bot_moves_in_first_half(self) -> None:
+        """
+        A bot plays a legal move within the first half of each round, and
+        never before the round started.
+        """
+        from soukets.games.rps import RockPaperScissorsBot
+
+        for seed in range(20):
+            lobby = FakeLobby(("a", "bot"), GameSettings(10.0, 3, 0))
+            acted = lobby.acted
+            game = RockPaperScissors(lobby)
+            bot = RockPaperScissorsBot(lobby, "bot")
+            bot.random.seed(seed)
+            lobby.clock.advance(1)
+            self.assertEqual(acted, [])
+            game.start()
+            for payload in lobby.take():
+                bot.observe(payload)
+            lobby.clock.advance(5.0)
+            [(when, player, frame)] = acted
+            self.assertEqual(player, "bot")
+            self.assertLessEqual(when, 1 + 5.0)
+            self.assertGreater(when, 1)
+            self.assertIn(frame["move"], ("rock", "paper", "scissors"))

@@ -259,7 +259,7 @@ class ChannelTests(SynchronousTestCase):
 
 class LobbyTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.h = Harness(ServerSettings(move_timeout=5))
+        self.h = Harness(ServerSettings(move_timeout=5, seat_hold=0, hurry=0))
         self.a, self.b = self.h.connect(), self.h.connect()
         self.matched = self.h.frames(self.a)[2][1]
         self.channel = self.matched["channel"]
@@ -386,7 +386,7 @@ class LobbyTests(SynchronousTestCase):
 
 class LargerLobbyTests(SynchronousTestCase):
     def test_three_players_in_arrival_order(self) -> None:
-        h = Harness(ServerSettings(lobby_size=3))
+        h = Harness(ServerSettings(lobby_size=3, seat_hold=0))
         players: list[Session] = [h.connect() for _ in range(4)]
         queued = [h.frames(p)[1][1]["waiting"] for p in players]
         self.assertEqual(queued, [1, 2, 3, 1])
@@ -407,7 +407,7 @@ class LargerLobbyTests(SynchronousTestCase):
         self.assertEqual(lobby.players, (second.client_id, third.client_id))
 
     def test_three_players_one_leaves(self) -> None:
-        h = Harness(ServerSettings(lobby_size=3))
+        h = Harness(ServerSettings(lobby_size=3, seat_hold=0))
         a, b, c = h.connect(), h.connect(), h.connect()
         channel = h.frames(a)[2][1]["channel"]
         h.frames(b)
@@ -422,7 +422,7 @@ class LargerLobbyTests(SynchronousTestCase):
 
 class ChatGameTests(SynchronousTestCase):
     def test_chat_lobby(self) -> None:
-        h = Harness(ServerSettings(game="chat", lobby_size=3))
+        h = Harness(ServerSettings(game="chat", lobby_size=3, seat_hold=0))
         a, b, c = h.connect(), h.connect(), h.connect()
         channel = h.frames(a)[2][1]["channel"]
         self.assertEqual(h.frames(a), [])  # no round: chat runs no game

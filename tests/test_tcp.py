@@ -44,7 +44,7 @@ class KeepAliveTransport(StringTransport):
 class ProtocolTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.make(ServerSettings(max_clients=2))
+        self.make(ServerSettings(max_clients=2, seat_hold=0))
 
     def make(self, settings: ServerSettings, run: Any = synchronous, max_buffer: int = 4096) -> None:
         path = Path(self.mktemp()) / "clients.json"

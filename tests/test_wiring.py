@@ -157,6 +157,25 @@ def logged(w: Wired) -> str:
     return w.log.getvalue()
 
 
+def seat_held(w: Wired) -> bool:
+    a, b = w.connect(), w.connect()
+    w.frames(b)
+    a.connection_lost()
+    return any(f["type"] == "away" for f in w.frames(b))
+
+
+def hurried(w: Wired) -> bool:
+    a, _ = w.connect(), w.connect()
+    w.clock.advance(7.5)
+    return any(f["type"] == "hurry" for f in w.frames(a))
+
+
+def bots_matched(w: Wired) -> bool:
+    a = w.connect()
+    w.clock.advance(5)
+    return any(f["type"] == "matched" and f.get("bots") for f in w.frames(a))
+
+
 # option: (arguments, what to observe, value by default, value with the option)
 ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "taille-lobby": (("--taille-lobby", "3"), lobby_of_three, False, True),
@@ -178,6 +197,10 @@ ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "no-web": (("--no-web",), web_ports, [7780], []),
     "log-level": (("--log-level", "warn"), lambda w: "hi" in logged(w), True, False),
     "log-format": (("--log-format", "json"), lambda w: logged(w)[:1] == "{", False, True),
+    "seat-hold": (("--seat-hold", "0"), seat_held, True, False),
+    "hurry": (("--hurry", "0"), hurried, True, False),
+    "bot-after": (("--bot-after", "5"), bots_matched, False, True),
+    "no-spectators": (("--no-spectators",), lambda w: w.send(w.connect(), ';{"type":"games"}')[-1]["type"], "games", "error"),
     "web-ping": (("--web-ping", "5"), lambda w: [c.factory.resource.children[b"ws"]._factory.autoPingInterval for c in w.service if getattr(c, "option", None) == "web"], [30.0], [5.0]),
     "web-origin": (("--web-origin", "https://Example.org:443"), origins, [], ["https://example.org"]),
 }

@@ -11,11 +11,13 @@ Register it in your own package's setup.cfg::
 then run C{twistd -n soukets --game buzzer}.
 """
 
+import random
+
 import attrs
 from zope.interface import implementer
 
 from soukets.frames import UNKNOWN_TYPE, ProtocolError
-from soukets.games.base import PLAYER_LEFT, GameOver, IGame, IGameContext
+from soukets.games.base import PLAYER_LEFT, GameOver, IBot, IGame, IGameContext
 
 
 @implementer(IGame)
@@ -42,3 +44,24 @@ class Buzzer:
 
     def stop(self, reason) -> None:
         self.context.end(GameOver(reason))
+
+
+@implementer(IBot)
+@attrs.define
+class BuzzerBot:
+    """
+    A computer player for a lonely queue: it buzzes a random 1 to 3 seconds
+    after the game is ready (through the lobby, like any player).
+    """
+
+    context: IGameContext
+    player: str
+
+    def observe(self, payload) -> None:
+        if payload.get("type") == "ready":
+            delay = random.uniform(1.0, 3.0)
+            self.context.clock.callLater(delay, self.context.act, self.player, {"type": "buzz"})
+
+
+# A game supplies its bots through its factory's "bot" attribute.
+Buzzer.bot = BuzzerBot

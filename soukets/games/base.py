@@ -26,6 +26,8 @@ class GameSettings:
 
     move_timeout: float = 10.0
     rounds: int = 1
+    hurry: float = 3.0
+    """Seconds before a round's deadline to warn who has not moved (0: never)."""
 
 
 @attrs.frozen
@@ -77,7 +79,19 @@ class IGameContext(Interface):
     def send(payload: Mapping[str, Any]) -> None:
         """
         Send a frame with this JSON object to every player on the lobby
-        channel.
+        channel (and to its watchers, and the lobby's bots).
+        """
+
+    def send_to(player: str, payload: Mapping[str, Any]) -> None:
+        """
+        Send a frame with this JSON object to one player alone, on the lobby
+        channel (if it is connected; watchers never see it).
+        """
+
+    def act(player: str, payload: Mapping[str, Any]) -> None:
+        """
+        For a bot: play this frame as C{player}, one of the lobby's bots;
+        the game receives it as it would from a client.
         """
 
     def end(over: GameOver | None) -> None:
@@ -85,6 +99,21 @@ class IGameContext(Interface):
         End the game: send C{over} as C{game_over} (unless it is L{None}),
         then close the lobby channel for everyone with C{closed}.  The game
         is told nothing more after this.
+        """
+
+
+class IBot(Interface):
+    """
+    A bot that plays a seat of a game.  A game supplies bots through its
+    factory's C{bot} attribute: a callable taking the L{IGameContext} and
+    the bot's client id, and returning an L{IBot}.  A bot acts through
+    L{IGameContext.act}, from timers on L{IGameContext.clock}, never from
+    inside L{observe}.
+    """
+
+    def observe(payload: Mapping[str, Any]) -> None:
+        """
+        The lobby sent this frame to everyone.
         """
 
 

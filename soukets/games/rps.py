@@ -6,7 +6,9 @@ that runs them round by round in a lobby (L{RockPaperScissors}).
 from __future__ import annotations
 
 import enum
-from typing import Mapping, Sequence
+import random
+import secrets
+from typing import Any, Mapping, Sequence
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall
@@ -25,6 +27,7 @@ from soukets.games.base import (
     COMPLETED,
     PLAYER_LEFT,
     GameOver,
+    IBot,
     IGame,
     IGameContext,
 )
@@ -93,6 +96,7 @@ class RockPaperScissors:
     scores: dict[str, int] = attrs.field(factory=dict)
     _moves: dict[str, str] = attrs.field(factory=dict)
     _deadline: IDelayedCall | None = None
+    _hurry: IDelayedCall | None = None
 
     def start(self) -> None:
         self.scores = {player: 0 for player in self.context.players}
@@ -147,6 +151,21 @@ class RockPaperScissors:
             {"type": "round", "round": self.round, "timeout": float(timeout)}
         )
         self._deadline = self.context.clock.callLater(timeout, self._time_up)
+        hurry = self.context.settings.hurry
+        if 0 < hurry < timeout:
+            self._hurry = self.context.clock.callLater(timeout - hurry, self._warn)
+
+    def _warn(self) -> None:
+        """
+        C{hurry} seconds are left: tell each player who has not moved.
+        """
+        self._hurry = None
+        remaining = float(self.context.settings.hurry)
+        for player in self.context.present():
+            if player not in self._moves:
+                self.context.send_to(
+                    player, {"type": "hurry", "round": self.round, "remaining": remaining}
+                )
 
     def _time_up(self) -> None:
         self._deadline = None
@@ -184,6 +203,33 @@ class RockPaperScissors:
         self.context.end(GameOver(reason, dict(self.scores), tuple(winners)))
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        for timer in (self._deadline, self._hurry):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._deadline = self._hurry = None
+
+
+@implementer(IBot)
+@attrs.define
+class RockPaperScissorsBot:
+    """
+    A computer player: a random legal move at a random moment of each
+    round's first half, so it never times out.
+    """
+
+    context: IGameContext
+    player: str
+    random: random.Random = attrs.field(factory=lambda: random.Random(secrets.randbits(64)))
+
+    def observe(self, payload: Mapping[str, Any]) -> None:
+        if payload.get("type") == "round":
+            delay = self.random.uniform(0.05, 0.5) * float(payload["timeout"])
+            self.context.clock.callLater(delay, self._move, payload["round"])
+
+    def _move(self, number: int) -> None:
+        self.context.act(
+            self.player, {"type": "move", "move": self.random.choice(SHAPES)}
+        )
+
+
+RockPaperScissors.bot = RockPaperScissorsBot  # type: ignore[attr-defined]
