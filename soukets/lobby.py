@@ -93,7 +93,8 @@ class HeldSeat:
 
     client_id: str
     name: str
-    away_at: float
+    away_since: int
+    """The lobby transcript's mark when the connection was lost."""
     expiry: IDelayedCall | None = None
     connected = False
 
@@ -209,12 +210,12 @@ class Lobby:
     def present(self) -> tuple[str, ...]:
         return tuple(p for p in self.players if p in self._members)
 
-    def send(self, payload: Mapping[str, Any]) -> None:
+    def send(self, payload: Mapping[str, Any], exclude: Any = None) -> None:
         if self.state is not LobbyState.RUNNING:
             return
         channel = self._service._hub.get(self.channel)
         if channel is not None:
-            channel.send(encode_frame(self.channel, payload))
+            channel.send(encode_frame(self.channel, payload), exclude)
         self.transcript.add(self._clock.seconds(), payload)
         for seat in tuple(self._members.values()):
             if isinstance(seat, BotSeat) and seat.bot is not None:
@@ -411,7 +412,7 @@ class LobbyService(Service):
             return
         self.dequeue(player)
         self.unwatch(player)
-        seat = HeldSeat(player.client_id, player.name, self._clock.seconds())
+        seat = HeldSeat(player.client_id, player.name, lobby.transcript.mark())
         del self._lobby_of[player]
         self._lobby_of[seat] = lobby
         lobby._members[player.client_id] = seat
@@ -471,14 +472,14 @@ class LobbyService(Service):
         if isinstance(previous, HeldSeat):
             if previous.expiry is not None and previous.expiry.active():
                 previous.expiry.cancel()
-            since = previous.away_at
+            since = previous.away_since
         self._lobby_of.pop(previous, None)
         self._lobby_of[player] = lobby
         lobby._members[player.client_id] = player
         self._hub.replace_player(lobby.channel, previous, player)
         token = self._issue_token(lobby, player.client_id)
         catch_up = lobby.transcript.catch_up(self._clock.seconds(), since)
-        lobby.send({"type": "back", "player": player.client_id})
+        lobby.send({"type": "back", "player": player.client_id}, exclude=player)
         return token, catch_up
 
     def _issue_token(self, lobby: Lobby, client_id: str) -> str:

@@ -27,11 +27,21 @@ class Transcript:
     """
 
     entries: list[tuple[float, Mapping[str, Any]]] = attrs.field(factory=list)
+    dropped: int = 0  # entries let go of, from the start
 
     def add(self, when: float, payload: Mapping[str, Any]) -> None:
         self.entries.append((when, payload))
         if len(self.entries) > MAX_ENTRIES:
-            del self.entries[: len(self.entries) - MAX_ENTRIES]
+            excess = len(self.entries) - MAX_ENTRIES
+            del self.entries[:excess]
+            self.dropped += excess
+
+    def mark(self) -> int:
+        """
+        Where the transcript is now: what is sent from here on is after
+        this mark.
+        """
+        return self.dropped + len(self.entries)
 
     def current_round(self) -> tuple[int, tuple[float, Mapping[str, Any]] | None]:
         """
@@ -56,18 +66,20 @@ class Transcript:
                 return int(payload.get("round", 0))
         return 0
 
-    def catch_up(self, now: float, since: float | None) -> list[dict[str, Any]]:
+    def catch_up(self, now: float, since: int | None) -> list[dict[str, Any]]:
         """
         What someone needs to go on at time C{now}: every frame sent to all
-        since C{since} (L{None}: nothing missed) that is not part of the
-        round under way, then that round's C{round} frame, its C{timeout}
-        set to the seconds left, and the C{moved} frames sent since it.
+        after the L{mark} C{since} (L{None}: nothing missed) that is not
+        part of the round under way, then that round's C{round} frame, its
+        C{timeout} set to the seconds left, and the C{moved} frames sent
+        since it.
         """
         start, current = self.current_round()
         frames: list[dict[str, Any]] = []
         if since is not None:
-            for when, payload in self.entries[:start]:
-                if when >= since and payload.get("type") not in _NOT_REPLAYED:
+            first = max(0, since - self.dropped)
+            for _, payload in self.entries[first:start]:
+                if payload.get("type") not in _NOT_REPLAYED:
                     frames.append(dict(payload))
         if current is not None:
             began, payload = current

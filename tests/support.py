@@ -68,7 +68,7 @@ class Harness:
     settings: ServerSettings = attrs.field(factory=ServerSettings)
     clock: Clock = attrs.field(factory=Clock)
     server: Server = attrs.field(init=False)
-    outputs: dict[str, Outbox] = attrs.field(factory=dict)
+    outputs: dict[Session, Outbox] = attrs.field(factory=dict)
     disconnected: list[str] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
@@ -81,7 +81,7 @@ class Harness:
             output.add, lambda: self.disconnected.append(holder[0].client_id)
         )
         holder.append(session)
-        self.outputs[session.client_id] = output
+        self.outputs[session] = output
         if start:
             session.start()
         return session
@@ -90,7 +90,7 @@ class Harness:
         """
         The bytes C{session} was sent since the last call.
         """
-        return self.outputs[session.client_id].take()
+        return self.outputs[session].take()
 
     def frames(self, session: Session) -> list[tuple[str, dict[str, Any]]]:
         """

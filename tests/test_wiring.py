@@ -42,7 +42,7 @@ class Wired:
         finally:
             sys.stdout = real
         self.server = self.service.server
-        self.outputs: dict[str, Outbox] = {}
+        self.outputs: dict[Any, Outbox] = {}
         self.dropped: list[str] = []
 
     def connect(self):
@@ -50,17 +50,17 @@ class Wired:
         holder: list[Any] = []
         session = self.server.connect(out.add, lambda: self.dropped.append(holder[0].client_id))
         holder.append(session)
-        self.outputs[session.client_id] = out
+        self.outputs[session] = out
         session.start()
         return session
 
     def send(self, session, *lines: str) -> list[dict[str, Any]]:
-        self.outputs[session.client_id].take()
+        self.outputs[session].take()
         session.data_received(b"".join(l.encode() + b"\n" for l in lines))
-        return [body for _, body in parse(self.outputs[session.client_id].take())]
+        return [body for _, body in parse(self.outputs[session].take())]
 
     def frames(self, session) -> list[dict[str, Any]]:
-        return [body for _, body in parse(self.outputs[session.client_id].take())]
+        return [body for _, body in parse(self.outputs[session].take())]
 
 
 def lobby_of_three(w: Wired) -> bool:
