@@ -25,6 +25,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def skip_names(client: Client) -> dict:
+    """
+    The next frame that is not a page telling its name.
+    """
+    while True:
+        _, body = client.read()
+        if body["type"] != "message":
+            return body
+
+
 class BrowserCase(SynchronousTestCase):
     def start(self, *args: str, web: str = "tcp:0:interface=127.0.0.1") -> Daemon:
         daemon = Daemon(self.mktemp(), "--web", web, *args)
@@ -176,3 +186,29 @@ class ReconnectTests(BrowserCase):
         browser.wait(lambda: browser.text("me") != first and "Connected as" in browser.text("me"),
                      "a new welcome")
         self.assertEqual(again.web_port, port)
+
+
+class ResumeInBrowserTests(BrowserCase):
+    def test_reload_mid_round_keeps_the_seat(self) -> None:
+        """
+        A browser tab reloaded mid-round takes its seat back (the resume
+        token survives the reload) and finishes the game.
+        """
+        daemon = self.start("--hurry", "0")
+        browser = self.browser(daemon, "erin")
+        telnet = self.tcp(daemon)
+        telnet.expect("welcome", "queued")
+        [(_, matched)] = telnet.expect("matched")
+        telnet.expect("round")
+        erin = matched["players"][0]
+        browser.wait_text("round-label", "Round 1")
+        browser.driver.refresh()
+        self.assertEqual(skip_names(telnet)["type"], "away")
+        browser.wait_text("results", "your seat was kept")
+        browser.wait_text("round-label", "Round 1")
+        self.assertEqual(skip_names(telnet)["type"], "back")
+        browser.click("move-rock")
+        moved = skip_names(telnet)
+        self.assertEqual((moved["type"], moved["player"]), ("moved", erin))
+        telnet.send(matched["channel"] + ';{"type":"move","move":"scissors"}')
+        self.assertIn("you win", browser.wait_text("results", "Round 1:"))

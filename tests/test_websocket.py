@@ -360,3 +360,115 @@ class MessageTests(SynchronousTestCase):
         self.assertEqual(self.answers(b';{"type":"ping"}', binary=True), [("error", "bad_frame")])
         self.assertEqual(self.answers(b";" + b" " * 60), [("error", "line_too_long")])
         self.assertEqual(self.answers(b';{"type":"ping"}'), [("pong", None)])
+
+
+class AdapterTests(SynchronousTestCase):
+    """
+    The WebSocket adapter on an in-memory transport and a task.Clock: the
+    client side is wsproto (not the server's Autobahn), bytes are handed
+    over by hand.
+    """
+
+    def setUp(self) -> None:
+        from pathlib import Path
+
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        from soukets.counter import HostCounterService
+        from soukets.server import Server
+        from soukets.transports.connection import Gate
+        from tests.support import synchronous
+
+        self.clock = Clock()
+        counter = HostCounterService(Path(self.mktemp()) / "c.json", 10, reactor=self.clock, run=synchronous)
+        counter.startService()
+        self.addCleanup(counter.stopService)
+        self.server = Server(ServerSettings(auto_queue=False, max_line=100), self.clock,
+                             host_clients=counter.host_clients)
+        self.factory = SouketsWebSocketFactory(Gate(self.server, counter))
+        self.protocol = self.factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def exchange(self, data: bytes) -> list:
+        from wsproto.events import Message
+
+        self.protocol.dataReceived(data)
+        self.clock.advance(0)
+        out = self.transport.value()
+        self.transport.clear()
+        self.client.receive_data(out)
+        return [e for e in self.client.events()]
+
+    def open(self) -> list:
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, Request
+
+        self.client = WSConnection(ConnectionType.CLIENT)
+        events = self.exchange(self.client.send(Request(host="127.0.0.1", target="/ws")))
+        self.assertIsInstance(events[0], AcceptConnection)
+        return events[1:]
+
+    def texts(self, events: list) -> list[str]:
+        from wsproto.events import TextMessage
+
+        return [e.data for e in events if isinstance(e, TextMessage)]
+
+    def test_one_frame_per_message(self) -> None:
+        from wsproto.events import BytesMessage, TextMessage
+
+        [welcome] = self.texts(self.open())
+        self.assertTrue(welcome.startswith(';{"type":"welcome"'))
+        self.assertNotIn("\n", welcome)
+        events = self.exchange(self.client.send(TextMessage(';{"type":"ping","id":1}\n')))
+        self.assertEqual(self.texts(events), [';{"type":"pong","id":1}'])
+        events = self.exchange(self.client.send(BytesMessage(b';{"type":"ping"}')))
+        self.assertIn('"code":"bad_frame"', self.texts(events)[0])
+        events = self.exchange(self.client.send(TextMessage(";" + "x" * 150)))
+        self.assertIn('"code":"line_too_long"', self.texts(events)[0])
+
+    def test_over_the_hard_limit(self) -> None:
+        from wsproto.events import CloseConnection, TextMessage
+
+        self.open()
+        events = self.exchange(self.client.send(TextMessage(";" + "x" * 500)))
+        [close] = [e for e in events if isinstance(e, CloseConnection)]
+        self.assertEqual(close.code, 1009)
+
+    def test_messages_framed_once_for_all(self) -> None:
+        """
+        A channel's messages to several WebSocket members are framed once:
+        every member is written the very same bytes.
+        """
+        from twisted.internet.testing import StringTransport
+        from wsproto.events import TextMessage
+
+        self.open()
+        other = self.factory.buildProtocol(None)
+        other_transport = StringTransport()
+        other.makeConnection(other_transport)
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import Request
+
+        second = WSConnection(ConnectionType.CLIENT)
+        other.dataReceived(second.send(Request(host="127.0.0.1", target="/ws")))
+        self.clock.advance(0)
+        second.receive_data(other_transport.value())  # the 101 and the welcome
+        list(second.events())
+        publisher = self.server.connect(lambda data: None, lambda: None)
+        for client, proto in ((self.client, self.protocol), (second, other)):
+            proto.dataReceived(client.send(TextMessage('room;{"type":"subscribe"}')))
+        self.clock.advance(0)
+        self.transport.clear()
+        other_transport.clear()
+        for n in range(3):
+            self.server.hub.publish("room", publisher, n, str(n))
+        self.clock.advance(0)
+        mine, theirs = self.transport.value(), other_transport.value()
+        self.assertEqual(mine, theirs)
+        self.client.receive_data(mine)
+        self.assertEqual(
+            [e.data for e in self.client.events() if isinstance(e, TextMessage)],
+            [f'room;{{"type":"message","from":"{publisher.client_id}","data":{n}}}' for n in range(3)],
+        )

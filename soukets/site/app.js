@@ -24,7 +24,7 @@ const state = {
   round: 0,
   deadline: null,      // when the round's clock runs out (ms)
   myMove: null,
-  resume: null,        // the token that takes the seat back
+  resume: sessionStorage.getItem("soukets.resume"),  // takes the seat back (survives a reload)
   channels: [],        // chat channels subscribed, in order
   current: null,       // the chat channel messages go to
 };
@@ -91,7 +91,7 @@ const handlers = {
     $("me").textContent = `Connected as ${state.name || state.me} (client ${state.me}). ` +
       `Lobbies of ${body.lobby_size}, ${body.game}.`;
     if (state.name) send("", { type: "hello", name: state.name });
-    if (state.resume && state.lobby) {
+    if (state.resume) {
       send("", { type: "resume", token: state.resume });
     } else {
       leaveGame();
@@ -169,7 +169,7 @@ const handlers = {
     if (channel !== state.lobby) return;
     stopCountdown();
     setMoves(false);
-    state.resume = null;
+    keepToken(null);
     const scores = Object.entries(body.scores).map(([p, s]) => `${who(p)} ${s}`).join(", ");
     const winners = body.winners.length ? `Winner: ${names(body.winners)}.` : "No winner.";
     const reason = { completed: "", player_left: " (a player left)", shutdown: " (the server is stopping)",
@@ -181,7 +181,7 @@ const handlers = {
   closed(channel) {
     if (channel === state.lobby) {
       state.lobby = null;
-      state.resume = null;
+      keepToken(null);
       setMoves(false);
       stopCountdown();
       $("game-over").hidden = false;
@@ -235,7 +235,7 @@ const handlers = {
   },
   error(channel, body) {
     if (body.code === "bad_token") {
-      state.resume = null;
+      keepToken(null);
       leaveGame();
       addResult("note", "Your seat could not be kept.");
       return;
@@ -250,11 +250,17 @@ const handlers = {
 
 // The game
 
+function keepToken(token) {
+  state.resume = token;
+  if (token) sessionStorage.setItem("soukets.resume", token);
+  else sessionStorage.removeItem("soukets.resume");
+}
+
 function startGame(channel, body) {
   state.lobby = channel;
   state.players = body.players;
   state.bots = body.bots || [];
-  if (body.resume) state.resume = body.resume;
+  if (body.resume) keepToken(body.resume);
   for (const [player, name] of Object.entries(body.names || {})) {
     if (player !== state.me) state.names[player] = name;
   }
