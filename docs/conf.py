@@ -21,6 +21,8 @@ project = "soukets"
 author = "the soukets authors"
 copyright = "2026, the soukets authors"
 release = version = soukets.__version__
+# The man pages' date line: the version, so that a build is reproducible.
+today = f"soukets {release}"
 extensions = ["sphinx.ext.autodoc"]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"

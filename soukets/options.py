@@ -119,7 +119,8 @@ class Options(usage.Options):
             None,
             None,
             "The file-locked client counter shared by every soukets process "
-            f"on the host [default: {default_counter_file()}]",
+            "on the host [default: $XDG_RUNTIME_DIR/soukets/clients.json, or "
+            "/tmp/soukets-UID/clients.json without XDG_RUNTIME_DIR]",
         ],
         [
             "max-line",

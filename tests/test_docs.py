@@ -46,6 +46,13 @@ class DocsTests(SynchronousTestCase):
         page = (out / "soukets.1").read_text()
         self.assertIn("\\-\\-taille\\-lobby", page)
         self.assertIn("\\-\\-tls", (out / "soukets-client.1").read_text())
+        # pip installs the committed pages (share/man/man1): they must be
+        # what the sources make.
+        for name in ("soukets.1", "soukets-client.1"):
+            self.assertEqual(
+                (DOCS / "man" / name).read_text(), (out / name).read_text(),
+                f"rebuild: python -m sphinx -b man docs /tmp/man && cp /tmp/man/{name} docs/man/",
+            )
 
     def test_architecture_diagram_current(self) -> None:
         done = subprocess.run(

@@ -91,12 +91,16 @@ class ReferenceExampleTests(SynchronousTestCase):
         clients: dict[str, Client] = {}
         matcher = Matcher()
         for number, line in enumerate(lines[1:], start=2):
-            who, arrow, frame = re.match(r"(\w+)([<>]) (.*)$", line).groups()
+            who, arrow, frame = re.match(r"(\w+)([<>!]) (.*)$", line).groups()
             where = f"{name}, line {number} ({line})"
             if who not in clients:
                 clients[who] = daemon.client()
                 self.addCleanup(clients[who].close)
             client = clients[who]
+            if arrow == "!":  # "a! close": the client's connection ends
+                assert frame == "close", where
+                client.close()
+                continue
             if arrow == ">":
                 client.send(matcher.substitute(frame))
                 continue
