@@ -240,3 +240,103 @@ class EndOfInputTests(SynchronousTestCase):
         played = [line for line in lines if line.startswith("round ") and "computer played" in line]
         self.assertEqual(len(played), 3, lines)
         self.assertFalse(any("already played" in line or "too late" in line for line in lines), lines)
+
+
+class CuttableProxy:
+    """
+    A loopback TCP relay in front of a daemon whose current connections the
+    test can cut with a RST (as a lost network would), while it keeps
+    accepting new ones.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        import socket
+        import struct
+
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    # (shutdown wakes the relay thread blocked on it)
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+class ClientResumeTests(SynchronousTestCase):
+    def test_reconnects_and_resumes(self) -> None:
+        """
+        A client whose connection is lost mid-game reconnects by itself,
+        takes its seat back and finishes the game.
+        """
+        daemon = Daemon(self.mktemp(), "--hurry", "0")
+        self.addCleanup(daemon.stop)
+        proxy = CuttableProxy(daemon.port)
+        self.addCleanup(proxy.close)
+        client = ScriptClient("--name", "alice", f"127.0.0.1:{proxy.port}")
+        self.addCleanup(client.process.kill)
+        client.wait_for("waiting for 1 more player")
+        bob = daemon.client()
+        self.addCleanup(bob.close)
+        bob.expect("welcome", "queued")
+        [(_, matched)] = bob.expect("matched")
+        bob.expect("round")
+        client.wait_for("round 1")
+        proxy.cut()
+        client.wait_for("reconnecting")
+        client.wait_for("back in the game")
+        client.type("r")
+        bob.send(matched["channel"] + ';{"type":"move","move":"scissors"}')
+        client.wait_for("you win")
+        client.type("n")
+        code, lines = client.finish()
+        self.assertEqual(code, 0, lines)

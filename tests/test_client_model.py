@@ -207,3 +207,54 @@ class PlayerViewTests(SynchronousTestCase):
         self.assertEqual(self.view.typed("s"), [])
         sends = self.frame("L", type="round", round=2, timeout=10.0)
         self.assertEqual(sends, [Send("L", {"type": "move", "move": "scissors"})])
+
+
+class ResumeAndExtrasTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.said: list[str] = []
+        self.view = PlayerView(self.clock, self.said.append, name="alice", server="s")
+
+    def frame(self, on: str, **body: Any) -> list[Send]:
+        return self.view.received(on, body)
+
+    def test_resume_after_reconnect(self) -> None:
+        self.frame("", type="welcome", client="a", lobby_size=2)
+        self.frame("", type="matched", channel="L", players=["a", "b"], you="a", resume="T1")
+        self.frame("L", type="round", round=1, timeout=10.0)
+        self.assertEqual(self.view.resume_token, "T1")
+        self.view.resuming = True
+        sends = self.frame("", type="welcome", client="x-9", lobby_size=2)
+        self.assertEqual(sends, [Send("", {"type": "resume", "token": "T1", "id": "resume"})])
+        self.frame("", type="resumed", channel="L", you="a", players=["a", "b"], resume="T2")
+        self.assertEqual((self.view.me, self.view.resume_token, self.view.resuming), ("a", "T2", False))
+        self.assertIn("back in the game: your seat was kept", self.said)
+
+    def test_seat_gone(self) -> None:
+        self.view.resume_token = "T1"
+        self.view.resuming = True
+        self.frame("", type="error", code="bad_token", message="gone", id="resume")
+        self.assertTrue(self.view.seat_lost)
+
+    def test_hurry_alert(self) -> None:
+        self.frame("", type="welcome", client="a", lobby_size=2)
+        self.frame("", type="matched", channel="L", players=["a", "b"], you="a")
+        self.frame("L", type="round", round=1, timeout=10.0)
+        self.assertFalse(self.view.alert)
+        self.frame("L", type="hurry", round=1, remaining=3.0)
+        self.assertTrue(self.view.alert)
+        self.assertIn("HURRY", self.view.status())
+        self.view.typed("r")
+        self.assertFalse(self.view.alert)
+        self.frame("L", type="round", round=2, timeout=10.0)
+        self.assertFalse(self.view.alert)
+
+    def test_commands(self) -> None:
+        self.frame("", type="welcome", client="a", lobby_size=2)
+        self.assertEqual(self.view.typed("/who lounge"), [Send("lounge", {"type": "who"})])
+        self.assertEqual(self.view.typed("/games"), [Send("", {"type": "games"})])
+        self.assertEqual(self.view.typed("/watch lobby:X"), [Send("lobby:X", {"type": "watch"})])
+        self.frame("lobby:X", type="watching", players=["p", "q"], round=1)
+        self.assertEqual(self.view.typed("/unwatch"), [Send("lobby:X", {"type": "unwatch"})])
+        self.frame("lounge", type="members", count=2, members=[{"client": "p", "name": "pat"}, {"client": "q", "name": "q"}])
+        self.assertIn("2 members on lounge: pat and q", self.said)

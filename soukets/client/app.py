@@ -56,6 +56,11 @@ class ClientApp:
         self._input_ended = False
         self._last_ping_sent = False
         self._exit_code: int | None = None
+        # How to connect again (None: never), and how long to keep trying.
+        self.reconnect: Callable[[], Deferred[Any]] | None = None
+        self.reconnect_for = 30.0
+        self._reconnect_until: float | None = None
+        self._retry = 0
 
     def attach(
         self, send_bytes: Callable[[bytes], None], disconnect: Callable[[], None]
@@ -89,6 +94,10 @@ class ClientApp:
         self._send(self.view.received(channel, body))
         if self.face is not None:
             self.face.redraw()
+        if self.view.seat_lost:
+            self.show("connection lost")
+            self.finish(1)
+            return
         if self._leaving_after_game and self.view.stage is Stage.ASKING:
             self.finish(0)
         elif self._input_ended:
@@ -148,6 +157,13 @@ class ClientApp:
             self.show(f"the server closed the connection ({self.view.farewell})")
             self.finish(0)
             return
+        if self._may_resume():
+            self.show("connection lost — reconnecting…")
+            self.send_bytes = self._unsent.append
+            self._reconnect_until = self.clock.seconds() + self.reconnect_for
+            self._retry = 0
+            self._try_again()
+            return
         if self.view.stage is Stage.CONNECTING and _tls_failure(reason):
             self.show(
                 "the TLS handshake failed: the server's certificate is not "
@@ -157,6 +173,37 @@ class ClientApp:
         else:
             self.show("connection lost")
         self.finish(1)
+
+    def _may_resume(self) -> bool:
+        view = self.view
+        return (
+            self.reconnect is not None
+            and view.resume_token is not None
+            and view.lobby is not None
+            and view.stage in (Stage.PLAYING, Stage.MOVING)
+        )
+
+    def _try_again(self) -> None:
+        """
+        Connect again, after 0.5, 1, 2 … s; the new connection takes the
+        seat back with the resume token.  Give up once the seat's hold must
+        be over.
+        """
+        assert self.reconnect is not None
+        delay = min(4.0, 0.5 * 2 ** self._retry)
+        self._retry += 1
+        if self._reconnect_until is not None and self.clock.seconds() + delay > self._reconnect_until:
+            self.show("connection lost: the server could not be reached in time")
+            self.finish(1)
+            return
+        self.view.resuming = True
+        self.view.stage = Stage.CONNECTING
+
+        def attempt() -> None:
+            if self._exit_code is None:
+                self.reconnect().addErrback(lambda failure: self._try_again())  # type: ignore[misc]
+
+        self.clock.callLater(delay, attempt)
 
     def finish(self, code: int) -> None:
         """

@@ -192,6 +192,8 @@ def run(reactor: Any, *argv: str) -> Any:
             RawTerminal(sys.stdin.fileno()),
             app.face_closed,
         )
+    if not script:
+        face.alert = lambda: view.alert
     app.face = face
     StandardIO(face, reactor=reactor)
 
@@ -206,13 +208,17 @@ def run(reactor: Any, *argv: str) -> Any:
         endpoint = HostnameEndpoint(reactor, options["host"], options["port"], timeout=10)
         if options["tls"]:
             endpoint = wrapClientTLS(tls_options(options), endpoint)
-        connecting = connectProtocol(endpoint, ServerConnection(app))
+
+        def connect() -> Any:
+            return connectProtocol(endpoint, ServerConnection(app))
 
         def failed(failure: Any) -> None:
             app.show(describe_failure(failure, options["address"]))
             app.finish(1)
 
-        connecting.addErrback(failed)
+        # A connection lost mid-game is made again, and the seat taken back.
+        app.reconnect = connect
+        connect().addErrback(failed)
 
     def exit_with(code: int) -> None:
         raise SystemExit(code)

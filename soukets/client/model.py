@@ -25,6 +25,8 @@ commands:
   /queue, /unqueue                      join or leave the matchmaking queue
   /sub CHANNEL, /unsub CHANNEL          subscribe to or unsubscribe from a channel
   /pub CHANNEL TEXT                     publish TEXT on CHANNEL
+  /who CHANNEL                           who is on a channel
+  /games, /watch LOBBY, /unwatch        the running games; watch one, or stop
   /ping                                 measure the round trip to the server
   /stats                                the server's figures
   /help                                 this text
@@ -117,6 +119,15 @@ class PlayerView:
     (for scripts, which cannot wait for the question)."""
     farewell: str | None = None
     """Why the server said goodbye (C{bye}), if it did."""
+    resume_token: str | None = None
+    """The token that takes this player's seat back, while in a game."""
+    resuming: bool = False
+    """A new connection is taking the seat back."""
+    seat_lost: bool = False
+    """The seat could not be taken back."""
+    hurried: bool = False
+    """The server said to hurry in this round (the countdown shows it)."""
+    watching: str | None = None
     _held_moves: list[str] = attrs.field(factory=list)
     _pings: dict[str, float] = attrs.field(factory=dict)
     _next_id: int = 0
@@ -139,12 +150,72 @@ class PlayerView:
         self.stage = Stage.IDLE
         self.names[self.me] = self.name or self.me
         sends = []
+        if self.resuming and self.resume_token:
+            # Back after a lost connection: take the seat, not the queue.
+            return [Send(CONTROL, {"type": "resume", "token": self.resume_token, "id": "resume"})]
         if self.name:
             sends.append(Send(CONTROL, {"type": "hello", "name": self.name}))
         # The server queues new clients unless told not to: ask anyway, and
         # ignore the "already queued" this gets when it did.
         sends.append(Send(CONTROL, {"type": "queue", "id": "auto-queue"}))
         return sends
+
+    def _on_resumed(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        self.resuming = False
+        self.me = body["you"]
+        self.names[self.me] = self.name or self.me
+        self.lobby = body["channel"]
+        self.players = tuple(body["players"])
+        self.resume_token = body.get("resume")
+        self.stage = Stage.PLAYING
+        self.say("back in the game: your seat was kept")
+        sends = []
+        if self.name:
+            sends.append(Send(CONTROL, {"type": "hello", "name": self.name}))
+        return sends
+
+    def _on_away(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(
+            f"{self.who(body['player'])} lost the connection; the seat is held "
+            f"{body.get('hold', 0):g} s"
+        )
+
+    def _on_back(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"{self.who(body['player'])} is back")
+
+    def _on_hurry(self, channel: str, body: Mapping[str, Any]) -> None:
+        if channel == self.lobby and self.my_move is None:
+            self.hurried = True
+            self.say(f"{body.get('remaining', 0):g} s left — hurry! [r]ock [p]aper [s]cissors")
+
+    def _on_members(self, channel: str, body: Mapping[str, Any]) -> None:
+        names = [m.get("name") or m.get("client") for m in body.get("members", [])]
+        self.say(f"{plural(body.get('count', 0), 'member')} on {channel}: {join_names(names) or 'nobody'}")
+
+    def _on_joined(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"{body.get('name') or body.get('client')} joined {channel}")
+
+    def _on_parted(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.say(f"{self.who(body.get('client', '?'))} left {channel}")
+
+    def _on_games(self, channel: str, body: Mapping[str, Any]) -> None:
+        games = body.get("games", [])
+        if not games:
+            self.say("no game is running")
+        for game in games:
+            names = [game.get("names", {}).get(p, p) for p in game.get("players", [])]
+            self.say(
+                f"{game['channel']}: {join_names(names)}, round {game.get('round', 0)}, "
+                f"{plural(game.get('watchers', 0), 'watcher')} — /watch {game['channel']}"
+            )
+
+    def _on_watching(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.watching = channel
+        self.say(f"watching {channel}: /unwatch to stop")
+
+    def _on_unwatched(self, channel: str, body: Mapping[str, Any]) -> None:
+        self.watching = None
+        self.say(f"stopped watching {channel}")
 
     def _on_queued(self, channel: str, body: Mapping[str, Any]) -> None:
         missing = body["lobby_size"] - body["waiting"]
@@ -166,6 +237,7 @@ class PlayerView:
         self.say("you left the queue")
 
     def _on_matched(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        self.resume_token = body.get("resume")
         self.lobby = body["channel"]
         self.players = tuple(body["players"])
         for player, name in body.get("names", {}).items():
@@ -181,6 +253,11 @@ class PlayerView:
         return []
 
     def _on_round(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        if channel != self.lobby:
+            if channel == self.watching:
+                self.say(f"{channel}: round {body['round']}")
+            return []
+        self.hurried = False
         self.round = body["round"]
         self.deadline = self.clock.seconds() + body["timeout"]
         self.my_move = None
@@ -193,6 +270,13 @@ class PlayerView:
         if self._held_moves:
             return self._move(self._held_moves.pop(0))
         return []
+
+    @property
+    def alert(self) -> bool:
+        """
+        Whether the prompt should stand out: told to hurry, not moved yet.
+        """
+        return self.hurried and self.stage is Stage.MOVING and self.my_move is None
 
     def _move(self, shape: str) -> list[Send]:
         assert self.lobby is not None
@@ -245,6 +329,11 @@ class PlayerView:
         return f"{join_names(others)} — {outcome}"
 
     def _on_game_over(self, channel: str, body: Mapping[str, Any]) -> None:
+        if channel != self.lobby:
+            if channel == self.watching:
+                self.say(f"{channel}: game over, winners {join_names([self.who(p) for p in body['winners']]) or 'none'}")
+            return
+        self.resume_token = None
         self.deadline = None
         scores = body["scores"]
         winners = body["winners"]
@@ -326,6 +415,12 @@ class PlayerView:
     def _on_error(self, channel: str, body: Mapping[str, Any]) -> None:
         if body.get("id") == "auto-queue" and body.get("code") in ("already_queued", "in_game"):
             return
+        if body.get("id") == "resume":
+            self.resuming = False
+            self.seat_lost = True
+            self.resume_token = None
+            self.say("your seat is gone (the game went on without you)")
+            return
         where = f" on {channel}" if channel and channel != self.lobby else ""
         self.say(f"error{where}: {body.get('message', body.get('code'))}")
 
@@ -388,6 +483,18 @@ class PlayerView:
             ping_id = f"ping-{self._next_id}"
             self._pings[ping_id] = self.clock.seconds()
             return [Send(CONTROL, {"type": "ping", "id": ping_id})]
+        if command == "/games":
+            return [Send(CONTROL, {"type": "games"})]
+        if command in ("/who", "/watch") and is_channel_name(rest):
+            return [Send(rest, {"type": "who" if command == "/who" else "watch"})]
+        if command in ("/who", "/watch"):
+            self.say(f"usage: {command} CHANNEL")
+            return []
+        if command == "/unwatch":
+            if self.watching is None:
+                self.say("you are not watching a game")
+                return []
+            return [Send(self.watching, {"type": "unwatch"})]
         if command in ("/sub", "/unsub", "/pub"):
             channel, _, message = rest.partition(" ")
             if not is_channel_name(channel) or (message and command != "/pub"):
@@ -425,7 +532,8 @@ class PlayerView:
         A short line for the prompt: what the player is waiting for.
         """
         if self.stage is Stage.MOVING and self.my_move is None:
-            return f"round {self.round}, {self.seconds_left()} s — r/p/s"
+            hurry = "HURRY " if self.hurried else ""
+            return f"round {self.round}, {self.seconds_left()} s — {hurry}r/p/s"
         if self.stage is Stage.MOVING:
             return f"round {self.round}, {self.seconds_left()} s — waiting"
         if self.stage is Stage.QUEUED:

@@ -101,6 +101,10 @@ class RawTerminal:
             self._saved = None
 
 
+BOLD_RED = "\x1b[1;31m"
+PLAIN = "\x1b[0m"
+
+
 class TerminalUI(Protocol):
     """
     The interactive face, for L{twisted.internet.stdio.StandardIO}: every
@@ -126,6 +130,8 @@ class TerminalUI(Protocol):
         self._quit = quit
         self._closed = closed
         self._status = status
+        self.alert: Callable[[], bool] = lambda: False
+        self._alerted = False
         self.editor = LineEditor()
         self.terminal = terminal
         self._ticker = LoopingCall(self.redraw)
@@ -157,6 +163,12 @@ class TerminalUI(Protocol):
         if not self._ticker.running:  # restored: no more prompt
             return ""
         status = self._status()
+        alert = self.alert()
+        if alert and not self._alerted:
+            self.transport.write(b"\a")  # the terminal's bell, once
+        self._alerted = alert
+        if status and alert:
+            status = BOLD_RED + status + PLAIN  # the countdown stands out
         return (f"[{status}] " if status else "") + "> " + self.editor.buffer
 
     def redraw(self) -> None:
