@@ -303,9 +303,14 @@ class Options(usage.Options):
             self["web"] = [DEFAULT_WEB]
         for option in ("listen", "web"):
             for description in self[option]:
-                check_systemd_socket(option, description)
                 try:
                     endpoints.serverFromString(reactor, description)
+                except IndexError:
+                    if description.startswith("systemd:"):
+                        raise no_systemd_socket(option, description)
+                    raise usage.UsageError(
+                        f"--{option} {description!r} is not a usable endpoint"
+                    )
                 except Exception as e:
                     raise usage.UsageError(
                         f"--{option} {description!r} is not a usable endpoint: {e}"
@@ -321,30 +326,17 @@ class Options(usage.Options):
         check_counter_file(path)
 
 
-def check_systemd_socket(option: str, description: str) -> None:
+def no_systemd_socket(option: str, description: str) -> usage.UsageError:
     """
-    A C{systemd:} endpoint needs the socket systemd passes: say so in one
-    line when there is none (rather than Twisted's "list index out of
-    range").
-
-    @raise usage.UsageError: no such socket was passed.
+    The one-line refusal of a C{systemd:} endpoint whose socket systemd did
+    not pass (Twisted itself only says "list index out of range").
     """
-    if not description.startswith("systemd:"):
-        return
-    fields = dict(
-        part.split("=", 1) for part in description.split(":")[1:] if "=" in part
+    return usage.UsageError(
+        f"--{option} {description}: systemd passed no socket for it "
+        "(LISTEN_FDS); start soukets through its .socket unit (see "
+        "contrib/socket-activation/), or try it with systemd-socket-activate "
+        "-l 7777 --fdname=soukets soukets --listen systemd:domain=INET:index=0"
     )
-    index = int(fields.get("index", "0")) if fields.get("index", "0").isdigit() else 0
-    passed = os.environ.get("LISTEN_FDS", "")
-    count = int(passed) if passed.isdigit() else 0
-    if index >= count:
-        raise usage.UsageError(
-            f"--{option} {description}: systemd passed "
-            f"{'no socket' if not count else f'only {count} socket(s)'} "
-            "(LISTEN_FDS); start soukets through its .socket unit (see "
-            "contrib/socket-activation/), or try it with systemd-socket-activate "
-            "-l 7777 --fdname=soukets soukets --listen systemd:domain=INET:index=0"
-        )
 
 
 def check_counter_file(path: Path) -> None:
