@@ -32,6 +32,7 @@ PANELS = [
     ("games", "games_per_s", "games/s (soukets only)", 1),
     ("games", "p99_ms", "games: last move to result, p99 (ms)", 1),
     ("timers", "p99_ms", "timers: lateness after deadline, p99 (ms)", 1),
+    ("resume", "p99_ms", "resume: connection dropped to seat back, p99 (ms)", 1),
 ]
 
 

@@ -80,12 +80,14 @@ class Scenario:
         code_name = self.name.removeprefix("ws") if self.transport == "websocket" else self.name
         run = getattr(scenarios, code_name)
         params = dict(self.quick if quick else self.full)
+        if self.name == "resume":
+            params.pop("timeout")  # (it is soukets' --move-timeout)
         if self.name == "pairs" and floor is not None:
             params["reference_rate"] = floor["messages_per_s"]
         kind = "soukets" if servers.is_soukets(server.kind) else server.kind
         if self.transport == "websocket":
             return run(server, WS_DIALECTS[kind], **params)
-        if self.name in ("fanout", "pairs", "conns"):
+        if self.name in ("fanout", "pairs", "conns", "presence"):
             return run(server, DIALECTS[kind], **params)
         return run(server, **params)
 
@@ -111,6 +113,12 @@ SCENARIOS = [
     Scenario("games", ("soukets",), "games_per_s", True,
              full={"clients": 1000, "games_each": 5},
              quick={"clients": 100, "games_each": 2}),
+    Scenario("presence", ("soukets",), "deliveries_per_s", True,
+             full={"subscribers": 100, "messages": 20000, "window": 1000},
+             quick={"subscribers": 20, "messages": 2000, "window": 200}),
+    Scenario("resume", ("soukets",), "p99_ms", False,
+             full={"clients": 2000, "timeout": 60.0},
+             quick={"clients": 100, "timeout": 60.0}),
     Scenario("timers", ("soukets",), "p99_ms", False,
              full={"rounds": 5000, "timeout": 5.0, "start_rate": 2000.0},
              quick={"rounds": 100, "timeout": 1.0, "start_rate": 1000.0}),

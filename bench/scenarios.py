@@ -220,19 +220,24 @@ class Usage:
 
 
 async def fanout(server: RunningServer, dialect: Dialect, subscribers: int = 100,
-                 messages: int = 20000, window: int = 1000) -> dict[str, float]:
+                 messages: int = 20000, window: int = 1000,
+                 presence: bool = False) -> dict[str, float]:
     """
     C{subscribers} on one channel, one publisher sending C{messages} as fast
     as it may while staying at most C{window} messages ahead of the slowest
-    subscriber.
+    subscriber.  With C{presence} (soukets only), every other subscriber
+    asks to be told of joins and parts.
     """
     progress = asyncio.Event()
     subs = [Counting(dialect, lambda c, n: progress.set(), check_order=(i == 0))
             for i in range(subscribers)]
     publisher = Counting(dialect)
     await open_connections(server.port, [*subs, publisher])
-    for sub in subs:
-        sub.transport.write(dialect.subscribe("bench"))
+    for index, sub in enumerate(subs):
+        subscribe = dialect.subscribe("bench")
+        if presence and index % 2:
+            subscribe = subscribe.replace(b'"subscribe"}', b'"subscribe","presence":true}')
+        sub.transport.write(subscribe)
     await wait_until(lambda: all(s.warm for s in subs), "subscribing",
                      action=lambda: publisher.transport.write(
                          dialect.publish("bench", payload(0, WARMUP))))
@@ -508,6 +513,81 @@ async def games(server: RunningServer, clients: int = 1000,
     close_all(players)
     total = clients * games_each // 2
     return {"games_per_s": total / figures["elapsed_s"], **percentiles(to_result), **figures}
+
+
+async def presence(server: RunningServer, dialect: Dialect, **params: Any) -> dict[str, float]:
+    """
+    L{fanout} with half the subscribers asking for presence: what presence
+    costs per message (it should cost nothing: it acts on joins and parts).
+    """
+    return await fanout(server, dialect, presence=True, **params)
+
+
+async def resume(server: RunningServer, clients: int = 2000) -> dict[str, float]:
+    """
+    C{clients} players in C{clients} / 2 running games each lose their
+    connection at once, and each takes its seat back from a new
+    connection with its resume token: the time from dropping the old
+    connection to the C{resumed} frame, p50/p99 (server run with
+    C{--no-auto-queue} and rounds long enough to outlast the test).
+    """
+    loop = asyncio.get_running_loop()
+    tokens: dict[Player, str] = {}
+    matched = loop.create_future()
+    resumed = loop.create_future()
+    latencies: list[float] = []
+    started: dict[Player, float] = {}
+
+    def fail(why: str) -> None:
+        for future in (matched, resumed):
+            if not future.done():
+                future.set_exception(BenchFailure(why))
+
+    def on_frame(player: Player, channel: str, frame: dict) -> None:
+        kind = frame["type"]
+        if kind == "welcome":
+            player.client_id = frame["client"]
+        elif kind == "matched":
+            tokens[player] = frame["resume"]
+            if len(tokens) == clients and not matched.done():
+                matched.set_result(None)
+        elif kind == "resumed":
+            latencies.append(time.perf_counter() - started[player])
+            if len(latencies) == clients and not resumed.done():
+                resumed.set_result(None)
+        elif kind == "error":
+            fail(f"error frame {frame}")
+
+    players = [Player(on_frame) for _ in range(clients)]
+    await open_connections(server.port, players)
+    await wait_until(lambda: all(p.client_id for p in players), "the welcomes")
+    for player in players:
+        player.send("", {"type": "queue"})
+    await within(matched, "the lobbies")
+    usage = Usage(server)
+    usage.start()
+    comebacks: list[Player] = []
+    for old in players:
+        new = Player(on_frame)
+        started[new] = time.perf_counter()
+        old.transport.abort()
+        comebacks.append(new)
+        tokens[new] = tokens[old]
+
+    def on_connect(player: Player) -> None:
+        player.send("", {"type": "resume", "token": tokens[player]})
+
+    for start in range(0, len(comebacks), CONNECT_BATCH):
+        batch = comebacks[start:start + CONNECT_BATCH]
+        await within(asyncio.gather(*(
+            loop.create_connection(lambda p=p: p, "127.0.0.1", server.port) for p in batch
+        )), "reconnecting")
+        for player in batch:
+            on_connect(player)
+    await within(resumed, "the resumes")
+    figures = usage.stop()
+    close_all(comebacks)
+    return {"resumes_per_s": clients / figures["elapsed_s"], **percentiles(latencies), **figures}
 
 
 async def timers(server: RunningServer, rounds: int = 5000, timeout: float = 5.0,
