@@ -168,6 +168,7 @@ class Lobby:
     _members: dict[str, Any]  # client id -> session, HeldSeat or BotSeat
     names: dict[str, str] = attrs.field(factory=dict)
     bots: tuple[str, ...] = ()
+    bot_seats: tuple[BotSeat, ...] = ()
     game: IGame | None = None
     state: LobbyState = LobbyState.RUNNING
     watchers: dict[Any, None] = attrs.field(factory=dict)
@@ -217,8 +218,8 @@ class Lobby:
         if channel is not None:
             channel.send(encode_frame(self.channel, payload), exclude)
         self.transcript.add(self._clock.seconds(), payload)
-        for seat in tuple(self._members.values()):
-            if isinstance(seat, BotSeat) and seat.bot is not None:
+        for seat in self.bot_seats:
+            if seat.bot is not None:
                 seat.bot.observe(payload)
 
     def send_to(self, player: str, payload: Mapping[str, Any]) -> None:
@@ -639,6 +640,7 @@ class LobbyService(Service):
             {seat.client_id: seat for seat in seats},
             names={seat.client_id: seat.name for seat in seats},
             bots=tuple(bot.client_id for bot in bots),
+            bot_seats=bots,
         )
         self.lobbies[channel] = lobby
         for player in group:

@@ -95,8 +95,8 @@ class RockPaperScissors:
     round: int = 0
     scores: dict[str, int] = attrs.field(factory=dict)
     _moves: dict[str, str] = attrs.field(factory=dict)
-    _deadline: IDelayedCall | None = None
-    _hurry: IDelayedCall | None = None
+    _deadline: IDelayedCall | None = None  # the warning's, then the deadline's
+    _ends_at: float = 0.0
 
     def start(self) -> None:
         self.scores = {player: 0 for player in self.context.players}
@@ -150,17 +150,24 @@ class RockPaperScissors:
         self.context.send(
             {"type": "round", "round": self.round, "timeout": float(timeout)}
         )
-        self._deadline = self.context.clock.callLater(timeout, self._time_up)
         hurry = self.context.settings.hurry
+        self._ends_at = self.context.clock.seconds() + timeout
+        # One timer at a time: the warning's, then the deadline's (a round
+        # that ends early, as most do, costs one timer, not two).
         if 0 < hurry < timeout:
-            self._hurry = self.context.clock.callLater(timeout - hurry, self._warn)
+            self._deadline = self.context.clock.callLater(timeout - hurry, self._warn)
+        else:
+            self._deadline = self.context.clock.callLater(timeout, self._time_up)
 
     def _warn(self) -> None:
         """
-        C{hurry} seconds are left: tell each player who has not moved.
+        C{hurry} seconds are left: tell each player who has not moved, then
+        wait for the deadline.
         """
-        self._hurry = None
         remaining = float(self.context.settings.hurry)
+        # The deadline stays where the round put it, however late this ran.
+        left = max(0.0, self._ends_at - self.context.clock.seconds())
+        self._deadline = self.context.clock.callLater(left, self._time_up)
         for player in self.context.present():
             if player not in self._moves:
                 self.context.send_to(
@@ -203,10 +210,9 @@ class RockPaperScissors:
         self.context.end(GameOver(reason, dict(self.scores), tuple(winners)))
 
     def _cancel_deadline(self) -> None:
-        for timer in (self._deadline, self._hurry):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._deadline = self._hurry = None
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
 
 @implementer(IBot)
