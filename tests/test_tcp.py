@@ -218,6 +218,33 @@ class ProtocolTests(SynchronousTestCase):
             [body["type"] for _, body in self.frames(tb)], ["left", "game_over", "closed"]
         )
 
+    def test_slow_reader_cut_parts_at_once(self) -> None:
+        """
+        A slow reader cut off leaves its channels at once: presence
+        subscribers get parted, no zombie lingers.
+        """
+        self.make(ServerSettings(max_clients=5, auto_queue=False))
+        slow, ts = self.connect()
+        watcher, tw = self.connect()
+        publisher, _ = self.connect()
+        watcher.dataReceived(b'room;{"type":"subscribe","presence":true}\n')
+        slow.dataReceived(b'room;{"type":"subscribe"}\n')
+        self.frames(tw)
+        self.frames(ts)
+        slow_id = slow.connection.session.client_id
+        ts.producer.pauseProducing()
+        line = b'room;{"type":"publish","data":"' + b"x" * 500 + b'"}\n'
+        for _ in range(20):
+            publisher.dataReceived(line)
+            self.clock.advance(0)
+            if ts.disconnected:
+                break
+        self.assertTrue(ts.disconnected)
+        self.lose(slow)
+        parted = [body for _, body in self.frames(tw) if body["type"] == "parted"]
+        self.assertEqual(parted, [{"type": "parted", "client": slow_id}])
+        self.assertEqual(self.server.tally.slow_readers_cut, 1)
+
     def test_one_write_per_turn(self) -> None:
         """
         What one reactor turn owes a client goes to its transport in a
