@@ -7,9 +7,7 @@ made by these tests.
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 

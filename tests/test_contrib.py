@@ -98,7 +98,6 @@ class SocketActivationTests(SynchronousTestCase):
         socket it passes, soukets answers on that socket.
         """
         import signal
-        import socket as sockets
 
         from tests.daemon import Client, environment, prepare_child
         from tests.test_browser import free_port

@@ -5,7 +5,6 @@ sockets and a L{task.Clock}.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase

@@ -191,7 +191,6 @@ class ResumeTests(SynchronousTestCase):
 
 class TokenTests(UnguessableMixin, SynchronousTestCase):
     def test_tokens_unguessable(self) -> None:
-        import base64
 
         h = Harness()
         tokens = []
@@ -312,7 +311,7 @@ class SpectatorTests(SynchronousTestCase):
 
     def test_off(self) -> None:
         h = Harness(ServerSettings(spectators=False))
-        a, b = h.connect(), h.connect()
+        a, _ = h.connect(), h.connect()
         channel = [body for _, body in h.frames(a) if body["type"] == "matched"][0]["channel"]
         eve = h.connect(start=False)
         for line in (';{"type":"games"}', channel + ';{"type":"watch"}'):
@@ -348,7 +347,7 @@ class BotTests(SynchronousTestCase):
         h = Harness(ServerSettings(bot_after=5))
         a = h.connect()
         h.clock.advance(3)
-        b = h.connect()
+        h.connect()  # a partner comes
         matched = [body for _, body in h.frames(a) if body["type"] == "matched"][0]
         self.assertNotIn("bots", matched)
         h.clock.advance(10)

@@ -392,7 +392,6 @@ class AdapterTests(SynchronousTestCase):
         self.protocol.makeConnection(self.transport)
 
     def exchange(self, data: bytes) -> list:
-        from wsproto.events import Message
 
         self.protocol.dataReceived(data)
         self.clock.advance(0)

@@ -64,7 +64,7 @@ class Wired:
 
 
 def lobby_of_three(w: Wired) -> bool:
-    a, b = w.connect(), w.connect()
+    a, _ = w.connect(), w.connect()
     if any(f["type"] == "matched" for f in w.frames(a)):
         return False
     w.connect()
@@ -77,7 +77,7 @@ def move_timeout_of(w: Wired) -> float:
 
 
 def rounds_played(w: Wired) -> int:
-    a, b = w.connect(), w.connect()
+    a, _ = w.connect(), w.connect()
     w.clock.advance(1000)
     w.clock.advance(1000)
     w.clock.advance(1000)
