@@ -191,6 +191,7 @@ def run(reactor: Any, *argv: str) -> Any:
             view.status,
             RawTerminal(sys.stdin.fileno()),
             app.face_closed,
+            complete=view.completions,
         )
     if not script:
         face.alert = lambda: view.alert

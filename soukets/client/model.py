@@ -271,6 +271,27 @@ class PlayerView:
             return self._move(self._held_moves.pop(0))
         return []
 
+    COMMANDS = (
+        "/games", "/help", "/ping", "/pub", "/queue", "/quit", "/stats",
+        "/sub", "/unqueue", "/unsub", "/unwatch", "/watch", "/who",
+    )
+    """What Tab completes a line starting with C{/} to."""
+
+    def completions(self, text: str) -> list[str]:
+        """
+        The lines a Tab may complete C{text} to: a command, or, after a
+        command that takes one, a channel this client knows.
+        """
+        if not text.startswith("/"):
+            return []
+        command, space, arg = text.partition(" ")
+        if not space:
+            return [c for c in self.COMMANDS if c.startswith(command)]
+        if command not in ("/pub", "/unsub", "/who", "/watch", "/sub") or " " in arg:
+            return []
+        known = sorted(self.subscriptions | ({self.lobby} if self.lobby else set()))
+        return [f"{command} {c}" for c in known if c.startswith(arg)]
+
     @property
     def alert(self) -> bool:
         """
