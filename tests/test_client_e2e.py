@@ -104,11 +104,14 @@ class ScriptModeTests(SynchronousTestCase):
         bob.type("scissors")
         code, lines = alice.finish()
         self.assertEqual(code, 0, lines)
+        # Named as people, even though bob was matched as he connected.
+        self.assertTrue(any(re.match(r"matched in lobby .{4}… with bob$", line) for line in lines), lines)
+        self.assertFalse(any(" is bob)" in line for line in lines), lines)
         self.assertIn("round 1: bob played scissors — you win", lines)
         self.assertIn("game over — you won: alice 1, bob 0. Play again? [y/n]", lines)
         code, lines = bob.finish()
         self.assertEqual(code, 0, lines)
-        self.assertIn("matched in lobby", lines[1])
+        self.assertTrue(lines[1].startswith("matched in lobby") and lines[1].endswith("with alice"), lines)
         self.assertIn("round 1: alice played rock — you lose", lines)
 
     def test_channels(self) -> None:

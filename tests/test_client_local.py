@@ -70,7 +70,7 @@ class LocalGameTests(SynchronousTestCase):
         self.start(rounds=2)
         self.assertEqual(self.face.lines[:3], [
             "connected to soukets (local) as alice — a lobby is forming…",
-            f"matched in lobby {self.view.lobby[:4]}… with computer",
+            f"matched in lobby {self.view.lobby.removeprefix('lobby:')[:4]}… with computer",
             "round 1 — your move [r]ock [p]aper [s]cissors — 10 s",
         ])
         for _ in range(2):

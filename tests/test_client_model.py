@@ -133,10 +133,32 @@ class PlayerViewTests(SynchronousTestCase):
         self.assertIsInstance(self.view.typed("n"), Quit)
 
     def test_names_learned(self) -> None:
+        """
+        A match whose other players' names are not known yet is announced
+        once they are ("with bob", not with an id), what came meanwhile
+        after it.
+        """
         self.match(names={"a": "a", "b": "b"})
         self.frame("LOBBY123", type="message", **{"from": "b", "data": {"name": "bob"}})
         self.frame("LOBBY123", type="message", **{"from": "b", "data": "hi"})
-        self.assertEqual(self.heard(), ["(b is bob)", "[lobby] bob: hi"])
+        self.assertEqual(self.heard(), [
+            "matched in lobby LOBB… with bob",
+            "round 1 — your move [r]ock [p]aper [s]cissors — 10 s",
+            "[lobby] bob: hi",
+        ])
+        # A later new name is said as such.
+        self.frame("LOBBY123", type="message", **{"from": "b", "data": {"name": "bobby"}})
+        self.assertEqual(self.heard(), ["(bob is bobby)"])
+
+    def test_names_never_told(self) -> None:
+        """
+        A player who never tells its name (telnet) is named by its id,
+        half a second later.
+        """
+        self.match(names={"a": "a", "b": "b"})
+        self.assertEqual(self.heard(), [])
+        self.clock.advance(0.5)
+        self.assertEqual(self.heard()[0], "matched in lobby LOBB… with b")
 
     def test_chat_and_channels(self) -> None:
         self.match()

@@ -131,6 +131,44 @@ class PlayerView:
     _held_moves: list[str] = attrs.field(factory=list)
     _pings: dict[str, float] = attrs.field(factory=dict)
     _next_id: int = 0
+    _held_says: list[str] | None = None  # said while names are awaited
+    _release: Any = None
+    _out: Callable[[str], None] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Everything said goes through _tell, which may hold it back a
+        # moment (see _on_matched).
+        self._out = self.say
+        self.say = self._tell
+
+    def _tell(self, text: str) -> None:
+        if self._held_says is not None:
+            self._held_says.append(text)
+        else:
+            self._out(text)
+
+    NAME_WAIT = 0.5
+    """Seconds the match is not announced while the others' names come."""
+
+    def _matched_line(self) -> str:
+        others = [self.who(p) for p in self.players if p != self.me]
+        short = (self.lobby or "").removeprefix("lobby:")[:4]
+        return f"matched in lobby {short}… with {join_names(others)}"
+
+    def _names_missing(self) -> bool:
+        return any(self.names.get(p, p) == p for p in self.players if p != self.me)
+
+    def _release_says(self) -> None:
+        """
+        Say the match (with the names known by now) and what waited for it.
+        """
+        if self._release is not None and self._release.active():
+            self._release.cancel()
+        self._release = None
+        held, self._held_says = self._held_says or [], None
+        self._out(self._matched_line())
+        for text in held:
+            self._out(text)
 
     # What the server says
 
@@ -161,6 +199,8 @@ class PlayerView:
         return sends
 
     def _on_resumed(self, channel: str, body: Mapping[str, Any]) -> list[Send]:
+        if self._held_says is not None:
+            self._release_says()
         self.resuming = False
         self.me = body["you"]
         self.names[self.me] = self.name or self.me
@@ -244,8 +284,14 @@ class PlayerView:
             if player != self.me:
                 self.names.setdefault(player, name)
         self.stage = Stage.PLAYING
-        others = [self.who(p) for p in self.players if p != self.me]
-        self.say(f"matched in lobby {self.lobby[:4]}… with {join_names(others)}")
+        if self._names_missing():
+            # Players matched the moment they connect have not told their
+            # names yet: they do so on the lobby channel, at once.  Wait a
+            # moment for them, to say "with bob" rather than an id.
+            self._held_says = []
+            self._release = self.clock.callLater(self.NAME_WAIT, self._release_says)
+        else:
+            self.say(self._matched_line())
         if self.name:
             # Tell the others our name (they may have been matched before
             # our hello reached the server).
@@ -392,7 +438,10 @@ class PlayerView:
             if isinstance(data["name"], str) and sender in self.players:
                 old = self.who(sender)
                 self.names[sender] = data["name"]
-                if old != data["name"]:
+                if self._held_says is not None:
+                    if not self._names_missing():
+                        self._release_says()
+                elif old != data["name"]:
                     self.say(f"({old} is {data['name']})")
                 return
         where = "lobby" if channel == self.lobby else channel
