@@ -656,7 +656,9 @@ class LobbyService(Service):
             if bots:
                 matched["bots"] = list(lobby.bots)
             player.send(encode_frame(CONTROL, matched))
-        self.log.info(
+        # (debug: the game over line at info is the operator's record of
+        # every game, with its players; this one would double the cost.)
+        self.log.debug(
             "lobby formed: {game} for {players}",
             game=self.game_name,
             players=" ".join(ids),

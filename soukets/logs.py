@@ -5,8 +5,9 @@ reopening the files they go to, so that an operator's log rotation
 (C{logrotate} moving the file, then C{SIGHUP}) makes soukets write to a
 fresh file at the same path.
 
-What soukets logs, by level: C{debug} each connection and departure;
-C{info} start-up, what listens where, lobbies formed, games over, clients
+What soukets logs, by level: C{debug} each connection and departure, and
+lobbies formed;
+C{info} start-up, what listens where, games over, clients
 refused at the cap, counter records reclaimed, signals; C{warn} clients cut
 off (slow readers, floods), garbled counter files; C{error} counter
 failures and bugs (with their traceback).  Nothing is logged per frame.

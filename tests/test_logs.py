@@ -49,7 +49,13 @@ class LogOptionTests(SynchronousTestCase):
         daemon = Daemon(self.mktemp(), "--log-level", "debug")
         self.play_one_game(daemon)
         daemon.wait_for("connected over tcp")
+        daemon.wait_for("lobby formed")
         daemon.stop()
+        default = Daemon(self.mktemp())
+        self.play_one_game(default)
+        default.wait_for("game over")
+        default.stop()
+        self.assertNotIn("lobby formed", default.output)  # one line a game at info
         from tests.test_browser import free_port
 
         quiet = Daemon(self.mktemp(), "--log-level", "warn", port=free_port())
