@@ -33,6 +33,7 @@ PANELS = [
     ("games", "p99_ms", "games: last move to result, p99 (ms)", 1),
     ("timers", "p99_ms", "timers: lateness after deadline, p99 (ms)", 1),
     ("resume", "p99_ms", "resume: connection dropped to seat back, p99 (ms)", 1),
+    ("storm", "connections_per_s", "reconnect storm: greeted connections/s", 1),
 ]
 
 

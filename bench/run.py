@@ -87,7 +87,7 @@ class Scenario:
         kind = "soukets" if servers.is_soukets(server.kind) else server.kind
         if self.transport == "websocket":
             return run(server, WS_DIALECTS[kind], **params)
-        if self.name in ("fanout", "pairs", "conns", "presence"):
+        if self.name in ("fanout", "pairs", "conns", "presence", "storm"):
             return run(server, DIALECTS[kind], **params)
         return run(server, **params)
 
@@ -113,6 +113,9 @@ SCENARIOS = [
     Scenario("games", ("soukets",), "games_per_s", True,
              full={"clients": 1000, "games_each": 5},
              quick={"clients": 100, "games_each": 2}),
+    Scenario("storm", ("soukets", "redis", "nats"), "connections_per_s", True,
+             full={"clients": 5000},
+             quick={"clients": 200}),
     Scenario("presence", ("soukets",), "deliveries_per_s", True,
              full={"subscribers": 100, "messages": 20000, "window": 1000},
              quick={"subscribers": 20, "messages": 2000, "window": 200}),

@@ -91,6 +91,7 @@ class Counting(asyncio.Protocol):
         self.warm = 0
         self.warming = True  # count warm-up messages too
         self.received_any = False
+        self.first_at = 0.0  # when the first bytes came (a greeting)
         self.latencies: list[float] = []
         self.last_seq = -1
         self.last_sample = -1
@@ -108,6 +109,8 @@ class Counting(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
+        if not self.received_any:
+            self.first_at = now
         self.received_any = True
         if self.upgraded is not None and not self.upgraded.done():
             if b"\r\n\r\n" in self._tail + data:  # the end of the 101 answer
@@ -513,6 +516,34 @@ async def games(server: RunningServer, clients: int = 1000,
     close_all(players)
     total = clients * games_each // 2
     return {"games_per_s": total / figures["elapsed_s"], **percentiles(to_result), **figures}
+
+
+async def storm(server: RunningServer, dialect: Dialect, clients: int = 5000) -> dict[str, float]:
+    """
+    A reconnect storm: C{clients} connections opened at once (as after a
+    restart), each counted once the server greets it (soukets' C{welcome},
+    NATS' C{INFO}, Redis' answer to C{HELLO}): the time until the last is
+    greeted, and connect-to-greeting p50/p99.
+    """
+    loop = asyncio.get_running_loop()
+    held = [Counting(dialect) for _ in range(clients)]
+    usage = Usage(server)
+    usage.start()
+    started = time.perf_counter()
+    attempts = [
+        loop.create_connection(lambda p=p: p, "127.0.0.1", server.port) for p in held
+    ]
+    await within(asyncio.gather(*attempts), "connecting")
+    await wait_until(lambda: all(c.received_any for c in held), "the greetings", every=0.005)
+    figures = usage.stop()
+    last = max(c.first_at for c in held) - started
+    close_all(held)
+    return {
+        "connections_per_s": clients / last,
+        "last_greeted_s": last,
+        **percentiles([c.first_at - started for c in held]),
+        **figures,
+    }
 
 
 async def presence(server: RunningServer, dialect: Dialect, **params: Any) -> dict[str, float]:
