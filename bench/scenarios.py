@@ -417,10 +417,15 @@ async def conns(server: RunningServer, dialect: Dialect,
     held = [Counting(dialect) for _ in range(connections)]
     await open_connections(server.port, held)
     greets = dialect.name != "floor"
-    await wait_until(
-        lambda: server.open_files() >= files_before + connections
-        and (not greets or all(c.received_any for c in held)),
-        "holding the connections", every=0.1)
+
+    def holding() -> bool:
+        if any(c.lost.done() for c in held):
+            # (Say so at once, rather than wait out the deadline.)
+            raise BenchFailure("the server closed a connection while they were opened")
+        return server.open_files() >= files_before + connections and (
+            not greets or all(c.received_any for c in held))
+
+    await wait_until(holding, "holding the connections", every=0.1)
     # Let the server settle, then read its RSS.
     await asyncio.sleep(1.0)
     rss_after = server.rss_kib()
