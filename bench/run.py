@@ -197,11 +197,12 @@ def ratios(scenario: Scenario, runs: dict[str, list[dict]]) -> dict[str, float]:
     soukets did better: the median of the ratios within each run, which
     cancels the machine's drift from one run to the next.
     """
-    mine = {r["run"]: r[scenario.headline] for r in runs.get("soukets", [])}
+    key = scenario.headline
+    mine = {r["run"]: r[key] for r in runs.get("soukets", []) if key in r}
     out = {}
     for peer, figures in runs.items():
-        pairs = [(mine[r["run"]], r[scenario.headline]) for r in figures
-                 if peer != "soukets" and r["run"] in mine]
+        pairs = [(mine[r["run"]], r[key]) for r in figures
+                 if peer != "soukets" and r["run"] in mine and key in r and r[key]]
         if pairs:
             out[peer] = statistics.median(
                 a / b if scenario.higher_is_better else b / a for a, b in pairs)
@@ -235,17 +236,21 @@ def print_table(chosen: list[Scenario], medians: dict, results: dict, runs: int)
     print(f"\nmedians of {runs} run(s); sk/it = soukets / this server within each run "
           "(median), turned so that above 1 means soukets did better")
     print(f"{'scenario':<8} {'server':<16} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6}  notes")
+          f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6} {'per CPU-s':>11} {'sk/it':>6}  notes")
     for scenario in chosen:
         figures = medians.get(scenario.name, {})
         rs = ratios(scenario, results.get(scenario.name, {}))
+        per_cpu = ratios(attrs.evolve(scenario, headline="per_server_cpu_s", higher_is_better=True),
+                         results.get(scenario.name, {}))
         for server, m in figures.items():
             headline = f"{m[scenario.headline]:,.1f} {scenario.headline}"
             cells = [f"{m[k]:7.2f}" if k in m else f"{'':7}" for k in ("p50_ms", "p99_ms")]
             cpu = [f"{m[k]:7.0%}" if k in m else f"{'':7}" for k in ("server_cpu", "loadgen_cpu")]
             ratio = f"{rs[server]:6.2f}" if server in rs else f"{'':6}"
+            work = (f"{m['per_server_cpu_s']:11,.0f}" if "per_server_cpu_s" in m else f"{'':11}")
+            work_ratio = f"{per_cpu[server]:6.2f}" if server in per_cpu else f"{'':6}"
             print(f"{scenario.name:<8} {server:<16} {headline:>26} {' '.join(cells)} "
-                  f"{' '.join(cpu)} {ratio}  {_extra(scenario.name, m)}")
+                  f"{' '.join(cpu)} {ratio} {work} {work_ratio}  {_extra(scenario.name, m)}")
 
 
 def main() -> int:
@@ -318,6 +323,12 @@ def main() -> int:
                     if profile:
                         print_profile(profile)
                     figures["run"] = run + 1
+                    if scenario.headline.endswith("_per_s") and figures.get("server_cpu"):
+                        # The same work per second of the server's CPU: the
+                        # fair comparison when the load generator, not the
+                        # server, set the pace.
+                        figures["per_server_cpu_s"] = (
+                            figures[scenario.headline] / figures["server_cpu"])
                     results.setdefault(scenario.name, {}).setdefault(kind, []).append(figures)
                     print(f"run {run + 1} {scenario.name:<7} {kind:<8} "
                           f"{figures[scenario.headline]:,.1f} {scenario.headline}", flush=True)
@@ -333,6 +344,11 @@ def main() -> int:
         "failures": failures,
         "medians": medians,
         "ratios": {s.name: ratios(s, results.get(s.name, {})) for s in chosen},
+        "ratios_per_server_cpu": {
+            s.name: ratios(attrs.evolve(s, headline="per_server_cpu_s", higher_is_better=True),
+                           results.get(s.name, {}))
+            for s in chosen if s.headline.endswith("_per_s")
+        },
         "runs": results,
     }
     out = Path(args.out)
