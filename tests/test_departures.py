@@ -10,7 +10,6 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.lobby import LOBBY_ID_BYTES
-from soukets.outbox import Run
 from soukets.server import ServerSettings
 
 from tests.support import Harness, parse
@@ -80,20 +79,20 @@ class DepartureTests(SynchronousTestCase):
 
     def test_leave_during_result(self) -> None:
         """
-        A player whose connection drops while the result is being sent
-        (on receiving it) leaves the others with the whole ending.
+        A player whose connection drops while the game is sending the last
+        move's frames (the moved, then the result, as one step) leaves the
+        others with the whole ending: the departure waits for the step.
         """
         a, b = self.start()
+        self.move(a, "rock")
         original = a.output
 
-        def drop_on_result(data: Any) -> None:
+        def drop_on_first_send(data: Any) -> None:
             original(data)
-            frames = data.frames if isinstance(data, Run) else [data]
-            if any(b'"type":"result"' in frame for frame in frames):
-                a.connection_lost()
+            a.output = original
+            a.connection_lost()  # in the middle of the game's step
 
-        a.output = drop_on_result
-        self.move(a, "rock")
+        a.output = drop_on_first_send
         self.h.frames(b)
         b.data_received((self.channel + ';{"type":"move","move":"paper"}\n').encode())
         frames = self.h.frames(b)
@@ -170,3 +169,75 @@ class LobbyPrivacyTests(SynchronousTestCase):
             h.connect()  # its partner
             ids.add(h.frames(a)[2][1]["channel"])
         self.assertEqual(len(ids), 50)
+
+
+class DepartureProperties(SynchronousTestCase):
+    """
+    Departures a second way: whatever the order of moves, departures (some
+    of them while the game is sending to the one leaving) and timeouts,
+    every player still there sees the game end exactly once, and nothing
+    is left behind.
+    """
+
+    def test_any_order(self) -> None:
+        from hypothesis import given, settings, strategies as st
+
+        steps = st.lists(
+            st.tuples(
+                st.sampled_from(["move", "leave", "leave-while-sent-to", "tick"]),
+                st.integers(0, 2),
+                st.sampled_from(["rock", "paper", "scissors"]),
+            ),
+            max_size=12,
+        )
+
+        @settings(max_examples=200, deadline=None)
+        @given(steps)
+        def check(plan) -> None:
+            h = Harness(ServerSettings(lobby_size=3, rounds=2, move_timeout=10, seat_hold=0, hurry=0))
+            players = [h.connect() for _ in range(3)]
+            channel = [b for _, b in h.frames(players[0]) if b["type"] == "matched"][0]["channel"]
+            seen = {p: [] for p in players}
+            gone: set = set()
+
+            def collect() -> None:
+                for p in players:
+                    seen[p] += [b["type"] for _, b in h.frames(p)]
+
+            for action, who, shape in plan:
+                player = players[who]
+                if action == "tick":
+                    h.clock.advance(10)
+                elif player in gone:
+                    continue
+                elif action == "move":
+                    player.data_received(f'{channel};{{"type":"move","move":"{shape}"}}\n'.encode())
+                elif action == "leave":
+                    gone.add(player)
+                    player.connection_lost()
+                else:
+                    # Leaves as the next frame is handed to it.
+                    original = player.output
+
+                    def leave_on_send(data, player=player, original=original):
+                        original(data)
+                        player.output = original
+                        player.connection_lost()
+
+                    player.output = leave_on_send
+                    gone.add(player)
+                collect()
+            for _ in range(3):
+                h.clock.advance(10)
+            collect()
+            lobbies = h.server.lobbies
+            stayed = [p for p in players if p not in gone and p.connected]
+            # Two rounds of 10 s are over by now, whatever happened.
+            self.assertEqual(lobbies.lobbies, {})
+            for p in stayed:
+                self.assertEqual(seen[p].count("game_over"), 1, seen[p])
+                self.assertEqual(seen[p].count("closed"), 1, seen[p])
+            self.assertEqual(lobbies._lobby_of, {})
+            self.assertIsNone(h.server.hub.get(channel))
+
+        check()
