@@ -80,8 +80,8 @@ class Health(Resource):
         problem = self.problem()
         if problem is not None:
             request.setResponseCode(503)
-            return problem.encode() + b"\n"
-        return b"ok\n"
+            return problem.encode()
+        return b"ok"
 
 
 def make_site(

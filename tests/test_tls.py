@@ -125,7 +125,7 @@ class TLSTests(SynchronousTestCase):
 
         context = ssl.create_default_context(cafile=str(self.cert))
         with urllib.request.urlopen(f"https://127.0.0.1:{web}/healthz", context=context, timeout=TIMEOUT) as r:
-            self.assertEqual(r.read(), b"ok\n")
+            self.assertEqual(r.read(), b"ok")
         ws = websocket.create_connection(
             f"wss://127.0.0.1:{web}/ws", timeout=TIMEOUT,
             sslopt={"ca_certs": str(self.cert)},

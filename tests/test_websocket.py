@@ -269,11 +269,11 @@ class SiteTests(WebCase):
 
     def test_healthz(self) -> None:
         daemon = self.start("--max-clients", "1", "--no-auto-queue")
-        self.assertEqual(self.get(daemon, "/healthz")[:2], (200, b"ok\n"))
+        self.assertEqual(self.get(daemon, "/healthz")[:2], (200, b"ok"))
         client = self.tcp(daemon)
         client.expect("welcome")
         status, body, _ = self.get(daemon, "/healthz")
-        self.assertEqual((status, body), (503, b"full\n"))
+        self.assertEqual((status, body), (503, b"full"))
 
     def test_metrics(self) -> None:
         """
