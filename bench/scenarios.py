@@ -610,16 +610,12 @@ async def resume(server: RunningServer, clients: int = 2000) -> dict[str, float]
         comebacks.append(new)
         tokens[new] = tokens[old]
 
-    def on_connect(player: Player) -> None:
-        player.send("", {"type": "resume", "token": tokens[player]})
-
+    # Each batch resumes as soon as it is connected, not after all are.
     for start in range(0, len(comebacks), CONNECT_BATCH):
         batch = comebacks[start:start + CONNECT_BATCH]
-        await within(asyncio.gather(*(
-            loop.create_connection(lambda p=p: p, "127.0.0.1", server.port) for p in batch
-        )), "reconnecting")
+        await open_connections(server.port, batch)
         for player in batch:
-            on_connect(player)
+            player.send("", {"type": "resume", "token": tokens[player]})
     await within(resumed, "the resumes")
     figures = usage.stop()
     close_all(comebacks)

@@ -226,7 +226,7 @@ class Lobby:
         if self.state is not LobbyState.RUNNING:
             return
         seat = self._members.get(player)
-        if seat is not None and seat.connected and not isinstance(seat, BotSeat):
+        if seat is not None and seat.connected and seat not in self.bot_seats:
             seat.send(encode_frame(self.channel, payload))
 
     def act(self, player: str, payload: Mapping[str, Any]) -> None:

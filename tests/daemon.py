@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twisted.trial.unittest import SynchronousTestCase
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
 
@@ -268,3 +270,23 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class DaemonTestCase(SynchronousTestCase):
+    """
+    Tests of real daemons: each one started is stopped by its PID when the
+    test ends, and so is each client closed.
+    """
+
+    def start(self, *args: str, **kwargs: Any) -> Daemon:
+        daemon = Daemon(self.mktemp(), *args, **kwargs)
+        self.addCleanup(daemon.stop)
+        return daemon
+
+    def connect(self, daemon: Daemon, queued: bool = True) -> tuple[Client, str]:
+        client = daemon.client()
+        self.addCleanup(client.close)
+        [(_, welcome)] = client.expect("welcome")
+        if queued:
+            client.expect("queued")
+        return client, welcome["client"]

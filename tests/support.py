@@ -67,12 +67,13 @@ class Harness:
 
     settings: ServerSettings = attrs.field(factory=ServerSettings)
     clock: Clock = attrs.field(factory=Clock)
-    server: Server = attrs.field(init=False)
+    server: Server = attrs.field(default=None)  # made from the settings if not given
     outputs: dict[Session, Outbox] = attrs.field(factory=dict)
     disconnected: list[str] = attrs.field(factory=list)
 
     def __attrs_post_init__(self) -> None:
-        self.server = Server(self.settings, self.clock)
+        if self.server is None:
+            self.server = Server(self.settings, self.clock)
 
     def connect(self, start: bool = True) -> Session:
         output = Outbox()

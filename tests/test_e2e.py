@@ -10,26 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.daemon import CHECKOUT, Client, Daemon, environment
-
-
-class DaemonTestCase(SynchronousTestCase):
-    def start(self, *args: str, **kwargs: Any) -> Daemon:
-        daemon = Daemon(self.mktemp(), *args, **kwargs)
-        self.addCleanup(daemon.stop)
-        return daemon
-
-    def connect(self, daemon: Daemon, queued: bool = True) -> tuple[Client, str]:
-        client = daemon.client()
-        self.addCleanup(client.close)
-        [(_, welcome)] = client.expect("welcome")
-        if queued:
-            client.expect("queued")
-        return client, welcome["client"]
+from tests.daemon import CHECKOUT, Daemon, DaemonTestCase, environment
 
 
 class GameTests(DaemonTestCase):

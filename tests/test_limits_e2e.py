@@ -5,29 +5,19 @@ second angle on guards whose unit tests drive the session directly.
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.daemon import Daemon
+from tests.daemon import Daemon, DaemonTestCase
 
 
-class LimitsOverSocketsTests(SynchronousTestCase):
-    def start(self, *args: str) -> Daemon:
-        daemon = Daemon(self.mktemp(), "--no-auto-queue", *args)
-        self.addCleanup(daemon.stop)
-        return daemon
-
+class LimitsOverSocketsTests(DaemonTestCase):
     def client(self, daemon: Daemon):
-        client = daemon.client()
-        self.addCleanup(client.close)
-        client.expect("welcome")
-        return client
+        return self.connect(daemon, queued=False)[0]
 
     def test_rate_limit(self) -> None:
         """
         A burst past --rate-burst gets one rate_limited error, its extra
         frames are dropped, and another client is answered at once.
         """
-        daemon = self.start("--max-rate", "5", "--rate-burst", "5")
+        daemon = self.start("--no-auto-queue", "--max-rate", "5", "--rate-burst", "5")
         flooder, other = self.client(daemon), self.client(daemon)
         flooder.send_raw(b';{"type":"ping"}\n' * 50 + b';{"type":"ping","id":"last"}\n')
         frames = [flooder.read() for _ in range(6)]
@@ -42,7 +32,7 @@ class LimitsOverSocketsTests(SynchronousTestCase):
         self.assertNotIn(b"pong", flooder.buffer)
 
     def test_subscription_limit(self) -> None:
-        daemon = self.start("--max-subscriptions", "3")
+        daemon = self.start("--no-auto-queue", "--max-subscriptions", "3")
         client = self.client(daemon)
         for number in range(3):
             client.send(f'c{number};{{"type":"subscribe"}}')

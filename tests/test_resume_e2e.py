@@ -11,9 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from tests.daemon import Client, Daemon
+from tests.daemon import Client, Daemon, DaemonTestCase
 
 
 def reset(client: Client) -> None:
@@ -24,12 +22,7 @@ def reset(client: Client) -> None:
     client.sock.close()
 
 
-class ResumeOverSocketsTests(SynchronousTestCase):
-    def start(self, *args: str) -> Daemon:
-        daemon = Daemon(self.mktemp(), *args)
-        self.addCleanup(daemon.stop)
-        return daemon
-
+class ResumeOverSocketsTests(DaemonTestCase):
     def pair(self, daemon: Daemon):
         alice, bob = daemon.client(), daemon.client()
         self.addCleanup(alice.close)

@@ -16,10 +16,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from soukets.options import Options
-from soukets.outbox import Outbox
 from soukets.service import SouketsService, make_service
 
-from tests.support import parse
+from tests.support import Harness
 
 
 class Wired:
@@ -42,25 +41,22 @@ class Wired:
         finally:
             sys.stdout = real
         self.server = self.service.server
-        self.outputs: dict[Any, Outbox] = {}
-        self.dropped: list[str] = []
+        self.harness = Harness(self.server.settings, self.clock, self.server)
+        self.dropped = self.harness.disconnected
 
     def connect(self):
-        out = Outbox()
-        holder: list[Any] = []
-        session = self.server.connect(out.add, lambda: self.dropped.append(holder[0].client_id))
-        holder.append(session)
-        self.outputs[session] = out
-        session.start()
-        return session
+        return self.harness.connect()
 
     def send(self, session, *lines: str) -> list[dict[str, Any]]:
-        self.outputs[session].take()
-        session.data_received(b"".join(l.encode() + b"\n" for l in lines))
-        return [body for _, body in parse(self.outputs[session].take())]
+        """
+        C{session} sends C{lines} in one read; the bodies of its answers.
+        """
+        self.harness.take(session)
+        session.data_received(b"".join(line.encode() + b"\n" for line in lines))
+        return self.frames(session)
 
     def frames(self, session) -> list[dict[str, Any]]:
-        return [body for _, body in parse(self.outputs[session].take())]
+        return [body for _, body in self.harness.frames(session)]
 
 
 def lobby_of_three(w: Wired) -> bool:
