@@ -156,6 +156,13 @@ class ChannelHub:
 
     _channels: dict[str, Channel] = attrs.field(factory=dict)
     _subscriptions: dict[Subscriber, set[str]] = attrs.field(factory=dict)
+    relay: Any = None
+    """
+    The engine's channel hooks when this server is one node of several
+    (L{soukets.engines.redis.RedisEngine}): told when an ordinary channel
+    opens and closes here, and of every message and presence frame, to
+    pass them to the other nodes.  L{None} for one process alone.
+    """
 
     def __len__(self) -> int:
         return len(self._channels)
@@ -186,11 +193,14 @@ class ChannelHub:
             if is_lobby_name(name):
                 raise _forbidden(name)  # a lobby that is not (or no longer) open
             channel = self._channels[name] = Channel(name)
+            if self.relay is not None:
+                self.relay.opened(name)
         elif channel.players is not None and subscriber not in channel.players:
             raise _forbidden(name)
         if subscriber not in channel.members:
             channel.join(subscriber)
-            channel.tell_presence(
+            self._tell(
+                channel,
                 {"type": "joined", "client": subscriber.client_id, "name": subscriber.name},
                 subscriber,
             )
@@ -280,11 +290,33 @@ class ChannelHub:
         if channel is None:
             if is_lobby_name(name):
                 raise _forbidden(name)
-            return 0
-        if channel.players is not None and publisher not in channel.players:
+            if self.relay is None:
+                return 0
+        elif channel.players is not None and publisher not in channel.players:
             raise _forbidden(name)
         frame = encode_message(name, publisher.client_id, data, data_json)
-        return channel.send(frame, exclude=publisher)
+        receivers = 0 if channel is None else channel.send(frame, exclude=publisher)
+        if self.relay is not None and not is_lobby_name(name):
+            # (A lobby's channel lives on the node that runs its game.)
+            self.relay.published(name, frame)
+        return receivers
+
+    def deliver(self, name: str, frames: bytes, presence: bool = False) -> None:
+        """
+        Frames published on channel C{name} on another node arrived: hand
+        them to the members here (only to those who asked for presence, for
+        C{joined} and C{parted}).
+        """
+        channel = self._channels.get(name)
+        if channel is None or channel.is_lobby:
+            return
+        if presence:
+            channel.seal()
+            for member in tuple(channel.presence):
+                member.send(frames)
+            return
+        for frame in frames.splitlines(keepends=True):
+            channel.send(frame)
 
     def open_lobby(self, name: str, players: Iterable[Subscriber]) -> Channel:
         """
@@ -332,20 +364,29 @@ class ChannelHub:
         for name in sorted(self._subscriptions.pop(subscriber, ())):
             channel = self._channels[name]
             channel.part(subscriber)
-            channel.tell_presence({"type": "parted", "client": subscriber.client_id}, subscriber)
-            if not channel.members and channel.players is None:
-                del self._channels[name]
+            self._tell(channel, {"type": "parted", "client": subscriber.client_id}, subscriber)
+            self._close_if_empty(channel)
             left.append(channel)
         return left
 
     def _leave(self, channel: Channel, subscriber: Subscriber) -> None:
         channel.part(subscriber)
-        channel.tell_presence({"type": "parted", "client": subscriber.client_id}, subscriber)
+        self._tell(channel, {"type": "parted", "client": subscriber.client_id}, subscriber)
         self._forget(subscriber, channel.name)
+        self._close_if_empty(channel)
+
+    def _close_if_empty(self, channel: Channel) -> None:
         if not channel.members and channel.players is None:
             # An ordinary channel ends with its last member; a lobby's
             # lasts until its game is over (a held seat may come back).
             del self._channels[channel.name]
+            if self.relay is not None:
+                self.relay.closed(channel.name)
+
+    def _tell(self, channel: Channel, payload: dict[str, Any], about: Subscriber) -> None:
+        channel.tell_presence(payload, about)
+        if self.relay is not None and not channel.is_lobby:
+            self.relay.presence(channel.name, payload, about)
 
     def _forget(self, subscriber: Subscriber, name: str) -> None:
         names = self._subscriptions.get(subscriber)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Protocol
 
 import attrs
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -66,12 +67,13 @@ class Player(Protocol):
         ...
 
 
-def new_lobby_id() -> str:
+def new_lobby_id(node: str = "") -> str:
     """
     A fresh, unguessable lobby channel name, in the form reserved for
-    lobbies (C{lobby:} and 128 random bits).
+    lobbies (C{lobby:}, the id of the node that runs it with a dot, if the
+    server has several, and 128 random bits).
     """
-    return LOBBY_PREFIX + secrets.token_urlsafe(LOBBY_ID_BYTES)
+    return LOBBY_PREFIX + node + secrets.token_urlsafe(LOBBY_ID_BYTES)
 
 
 def new_token() -> str:
@@ -174,6 +176,7 @@ class Lobby:
     watchers: dict[Any, None] = attrs.field(factory=dict)
     transcript: Transcript = attrs.field(factory=Transcript)
     tokens: dict[str, str] = attrs.field(factory=dict)  # client id -> token
+    started: float = 0.0
     _depth: int = 0  # how many steps are running (steps may nest)
     _departures: list[Any] = attrs.field(factory=list)
 
@@ -294,6 +297,14 @@ class LobbyService(Service):
         self._tokens: dict[str, tuple[Lobby, str]] = {}  # token -> lobby, client id
         self._bot_timers: dict[Any, IDelayedCall] = {}
         self._bot_ids = itertools.count(1)
+        self.cluster: Any = None
+        """
+        The engine, when this server is one node of several: it keeps the
+        queue (in Redis) and is told who sits and watches where (see
+        L{soukets.engines.redis.RedisEngine}).  L{None} for one process.
+        """
+        self.id_prefix = ""
+        """What lobby ids and resume tokens start with (a node's id)."""
 
     @property
     def lobby_size(self) -> int:
@@ -302,8 +313,10 @@ class LobbyService(Service):
     @property
     def waiting(self) -> int:
         """
-        How many players are in the queue.
+        How many players are in the queue (on this node).
         """
+        if self.cluster is not None:
+            return self.cluster.waiting
         return len(self._queue)
 
     def lobby_of(self, player: Player) -> Lobby | None:
@@ -314,24 +327,30 @@ class LobbyService(Service):
 
     # The queue
 
-    def enqueue(self, player: Player, frame_id: str | int | None = None) -> None:
+    def enqueue(self, player: Player, frame_id: str | int | None = None) -> Deferred[None] | None:
         """
         Put C{player} in the queue and send it C{queued}; form a lobby if
         enough players are waiting.
 
+        @return: L{None} when that is done; a L{Deferred} for when it is, if
+            the queue is the cluster's.
         @raise ProtocolError: C{already_queued} or C{in_game}.
         """
-        if player in self._lobby_of:
+        cluster = self.cluster
+        if player in self._lobby_of or (cluster is not None and cluster.plays(player)):
             raise ProtocolError(
                 IN_GAME,
                 "you are in a running game; you can queue again once it is over",
             )
-        if player in self._queue:
+        if player in self._queue or (cluster is not None and cluster.queued(player)):
             raise ProtocolError(
                 ALREADY_QUEUED,
                 'you are already waiting for a lobby; ;{"type":"unqueue"} '
                 "leaves the queue",
             )
+        if cluster is not None:
+            self._set_bot_timer(player)
+            return cluster.enqueue(player, frame_id)
         # The reply is made before the queue changes: nothing that fails
         # may leave others taken off the queue with no lobby.
         waiting = min(len(self._queue) + 1, self.lobby_size)
@@ -345,8 +364,13 @@ class LobbyService(Service):
         group = self._queue.add(player)
         player.send(queued)
         if group:
-            self._form(group)
-        elif self.bot_after > 0 and getattr(self._game_factory, "bot", None) is not None:
+            self.form(group)
+        else:
+            self._set_bot_timer(player)
+        return None
+
+    def _set_bot_timer(self, player: Player) -> None:
+        if self.bot_after > 0 and getattr(self._game_factory, "bot", None) is not None:
             self._bot_timers[player] = self._clock.callLater(
                 self.bot_after, self._fill_with_bots, player
             )
@@ -355,8 +379,18 @@ class LobbyService(Service):
         """
         Take C{player} out of the queue, if it is there.
         """
-        self._queue.remove(player)
+        if self.cluster is not None:
+            self.cluster.dequeue(player)
+        else:
+            self._queue.remove(player)
         self._cancel_bot_timer(player)
+
+    def renamed(self, player: Player) -> None:
+        """
+        C{player} changed its name: a lobby formed from now on shows it.
+        """
+        if self.cluster is not None:
+            self.cluster.renamed(player)
 
     def _cancel_bot_timer(self, player: Any) -> None:
         timer = self._bot_timers.pop(player, None)
@@ -369,9 +403,15 @@ class LobbyService(Service):
         them) are matched now, bots taking the seats left.
         """
         self._bot_timers.pop(player, None)
+        if self.cluster is not None:
+            self.cluster.take_for_bots(player).addCallback(self._form_with_bots)
+            return
         if player not in self._queue:
             return
-        group = tuple(self._queue.take(self.lobby_size))
+        self._form_with_bots(self._queue.take(self.lobby_size))
+
+    def _form_with_bots(self, taken: list[Player]) -> None:
+        group = tuple(taken)
         for member in group:
             self._cancel_bot_timer(member)
         live = tuple(p for p in group if p.connected)
@@ -381,7 +421,7 @@ class LobbyService(Service):
             BotSeat(f"bot-{next(self._bot_ids)}", "bot")
             for _ in range(self.lobby_size - len(live))
         )
-        self._form(live, bots)
+        self.form(live, bots)
 
     # Departures
 
@@ -424,6 +464,8 @@ class LobbyService(Service):
     def _depart(self, lobby: Lobby, player: Any) -> None:
         if self._lobby_of.pop(player, None) is not lobby:
             return  # the game ended meanwhile
+        if self.cluster is not None:
+            self.cluster.unseated(player, lobby)
         self._void_token(lobby, player.client_id)
         self._hub.ban(lobby.channel, player)
         del lobby._members[player.client_id]
@@ -477,6 +519,8 @@ class LobbyService(Service):
         self._lobby_of.pop(previous, None)
         self._lobby_of[player] = lobby
         lobby._members[player.client_id] = player
+        if self.cluster is not None:
+            self.cluster.seated(player, lobby)
         self._hub.replace_player(lobby.channel, previous, player)
         token = self._issue_token(lobby, player.client_id)
         catch_up = lobby.transcript.catch_up(self._clock.seconds(), since)
@@ -484,7 +528,7 @@ class LobbyService(Service):
         return token, catch_up
 
     def _issue_token(self, lobby: Lobby, client_id: str) -> str:
-        token = new_token()
+        token = self.id_prefix + new_token()
         self._tokens[token] = (lobby, client_id)
         lobby.tokens[client_id] = token
         return token
@@ -496,25 +540,36 @@ class LobbyService(Service):
 
     # Spectators
 
-    def games(self) -> list[dict[str, Any]]:
+    def games(self) -> Deferred[list[dict[str, Any]]]:
         """
-        The running games, newest first, at most L{MAX_GAMES_LISTED}.
+        The running games (of every node), newest first, at most
+        L{MAX_GAMES_LISTED}.
         """
         self._check_spectators()
-        listed = []
-        for lobby in reversed(list(self.lobbies.values())):
-            listed.append(
-                {
-                    "channel": lobby.channel,
-                    "players": list(lobby.players),
-                    "names": dict(lobby.names),
-                    "round": lobby.transcript.round_number,
-                    "watchers": len(lobby.watchers),
-                }
-            )
-            if len(listed) == MAX_GAMES_LISTED:
-                break
-        return listed
+        if self.cluster is not None:
+            return self.cluster.games().addCallback(lambda games: games[:MAX_GAMES_LISTED])
+        listed = [
+            {k: v for k, v in game.items() if k != "started"}
+            for game in self.local_games()[:MAX_GAMES_LISTED]
+        ]
+        return succeed(listed)
+
+    def local_games(self, *only: Lobby) -> list[dict[str, Any]]:
+        """
+        The games running here (or just C{only}), newest first, with when
+        they started.
+        """
+        return [
+            {
+                "channel": lobby.channel,
+                "players": list(lobby.players),
+                "names": dict(lobby.names),
+                "round": lobby.transcript.round_number,
+                "watchers": len(lobby.watchers),
+                "started": lobby.started,
+            }
+            for lobby in (only or reversed(list(self.lobbies.values())))
+        ]
 
     def watch(self, watcher: Any, channel: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """
@@ -535,6 +590,8 @@ class LobbyService(Service):
         self._hub.watch(channel, watcher)
         lobby.watchers[watcher] = None
         self._watching[watcher] = lobby
+        if self.cluster is not None:
+            self.cluster.watched(watcher, lobby)
         answer = {
             "type": "watching",
             "players": list(lobby.players),
@@ -550,10 +607,18 @@ class LobbyService(Service):
         if lobby is None:
             return False
         lobby.watchers.pop(watcher, None)
+        if self.cluster is not None:
+            self.cluster.unwatched(watcher, lobby)
         channel = self._hub.get(lobby.channel)
         if channel is not None and watcher in channel.members:
             self._hub.unsubscribe(lobby.channel, watcher)
         return True
+
+    def watching(self, watcher: Any) -> bool:
+        """
+        Whether C{watcher} watches a game.
+        """
+        return watcher in self._watching
 
     def watches(self, watcher: Any, channel: str) -> bool:
         lobby = self._watching.get(watcher)
@@ -616,7 +681,11 @@ class LobbyService(Service):
             self._cancel_bot_timer(player)
         self._queue = MatchQueue(self.lobby_size)
 
-    def _form(self, group: tuple[Player, ...], bots: tuple[BotSeat, ...] = ()) -> None:
+    def form(self, group: tuple[Player, ...], bots: tuple[BotSeat, ...] = ()) -> None:
+        """
+        Open a lobby for C{group} (taken off the queue, in order), with
+        C{bots} in the seats left, and start its game.
+        """
         gone = [player for player in group if not player.connected]
         if gone:
             # A connection that closed before its lobby formed is never
@@ -625,9 +694,9 @@ class LobbyService(Service):
             return
         for player in group:
             self._cancel_bot_timer(player)
-        channel = new_lobby_id()
+        channel = new_lobby_id(self.id_prefix)
         while self._hub.get(channel) is not None:  # pragma: no cover
-            channel = new_lobby_id()
+            channel = new_lobby_id(self.id_prefix)
         self._hub.open_lobby(channel, group)
         seats = (*group, *bots)
         ids = tuple(seat.client_id for seat in seats)
@@ -641,10 +710,13 @@ class LobbyService(Service):
             names={seat.client_id: seat.name for seat in seats},
             bots=tuple(bot.client_id for bot in bots),
             bot_seats=bots,
+            started=self._clock.seconds(),
         )
         self.lobbies[channel] = lobby
         for player in group:
             self._lobby_of[player] = lobby
+            if self.cluster is not None:
+                self.cluster.seated(player, lobby)
             matched = {
                 "type": "matched",
                 "channel": channel,
@@ -664,6 +736,8 @@ class LobbyService(Service):
             players=" ".join(ids),
         )
         lobby.step(self._start_game, lobby, bots)
+        if self.cluster is not None:
+            self.cluster.listed(lobby)
 
     def _start_game(self, lobby: Lobby, bots: tuple[BotSeat, ...]) -> None:
         lobby.game = self._game_factory(lobby)
@@ -692,12 +766,18 @@ class LobbyService(Service):
         del self.lobbies[lobby.channel]
         for client_id in list(lobby.tokens):
             self._void_token(lobby, client_id)
+        if self.cluster is not None:
+            self.cluster.unlisted(lobby)
         for seat in lobby._members.values():
             self._lobby_of.pop(seat, None)
+            if self.cluster is not None:
+                self.cluster.unseated(seat, lobby)
             if isinstance(seat, HeldSeat) and seat.expiry is not None and seat.expiry.active():
                 seat.expiry.cancel()
         for watcher in list(lobby.watchers):
             self._watching.pop(watcher, None)
+            if self.cluster is not None:
+                self.cluster.unwatched(watcher, lobby)
         lobby.watchers.clear()
         if over is None:
             self.log.info("lobby closed: {players}", players=" ".join(lobby.players))

@@ -90,6 +90,23 @@ class Options(usage.Options):
 
     optParameters = [
         [
+            "engine",
+            None,
+            "local",
+            "local (one process is the whole server), or "
+            "redis://[[user]:password@]host:port[/db] (rediss:// for TLS): "
+            "every soukets process on that Redis, with the same "
+            "--engine-prefix, is one server.",
+        ],
+        [
+            "engine-prefix",
+            None,
+            "soukets",
+            "What the names of this server's keys and channels in Redis "
+            "start with: servers with different prefixes share a Redis "
+            "without meeting.",
+        ],
+        [
             "taille-lobby",
             None,
             2,
@@ -315,6 +332,17 @@ class Options(usage.Options):
                     raise usage.UsageError(
                         f"--{option} {description!r} is not a usable endpoint: {e}"
                     )
+        from soukets.engines import EngineURLError, parse_engine
+
+        try:
+            self["engine-address"] = parse_engine(self["engine"])
+        except EngineURLError as e:
+            raise usage.UsageError(f"--engine: {e}")
+        prefix = self["engine-prefix"]
+        if not prefix or not prefix.isprintable() or " " in prefix:
+            raise usage.UsageError(
+                f"--engine-prefix {prefix!r}: use a word such as soukets or game-eu"
+            )
         games = available_games()
         if self["game"] not in games:
             raise usage.UsageError(

@@ -81,6 +81,10 @@ class Server:
     tally: Tally = attrs.field(factory=Tally)
     lobbies: LobbyService = attrs.field(init=False)
     sessions: dict[str, Session] = attrs.field(factory=dict)
+    engine: Any = None
+    """The engine (L{soukets.engines.IEngine}) that set itself here, if any."""
+    router: Any = None
+    """Where sessions send frames about other nodes' games (see the engine)."""
     _ids: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1))
     _prefix: str = attrs.field(factory=lambda: secrets.token_hex(2))
     log = Logger()
@@ -126,16 +130,20 @@ class Server:
         self.hub.drop(session)
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+        if self.engine is not None:
+            self.engine.forget(session)
 
     def adopt(self, session: Session, client_id: str) -> None:
         """
         C{session} takes the client id C{client_id} (its seat taken back):
         it is known by that id from now on.
         """
-        if self.sessions.get(session.client_id) is session:
+        here = self.sessions.get(session.client_id) is session
+        if here:
             del self.sessions[session.client_id]
         session.client_id = client_id
-        self.sessions[client_id] = session
+        if here:  # (not for another node's client, seen from its game's node)
+            self.sessions[client_id] = session
 
     def check_subscription_limit(self, session: Session, channel: str) -> None:
         """
@@ -167,7 +175,11 @@ class Server:
                 "channels": len(self.hub),
             }
 
-        return d.addCallback(figures)
+        d.addCallback(figures)
+        if self.engine is not None:
+            # The engine's figures (nodes, the cluster's clients and queue).
+            d.addCallback(lambda own: self.engine.stats().addCallback(lambda extra: {**own, **extra}))
+        return d
 
     def say_goodbye(self, reason: str) -> None:
         """

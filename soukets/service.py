@@ -18,6 +18,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import ILogObserver, Logger
 
 from soukets.counter import HostCounterService
+from soukets.engines.local import LocalEngine
 from soukets.games.base import SHUTDOWN
 from soukets.logs import make_observer
 from soukets.options import Options
@@ -97,8 +98,11 @@ class SouketsService(MultiService):
         gate: Gate,
         clock: IReactorTime,
         log_observer: ILogObserver | None = None,
+        engine: Any = None,
     ) -> None:
         super().__init__()
+        self.engine = engine or LocalEngine()
+        self.engine.attach(server)
         self.server = server
         self.counter = counter
         self.gate = gate
@@ -142,6 +146,7 @@ class SouketsService(MultiService):
 
     def startService(self) -> None:
         self.counter.startService()
+        self.engine.startService()
         self.server.lobbies.startService()
         super().startService()
         for listener in self:
@@ -172,6 +177,7 @@ class SouketsService(MultiService):
         self.server.lobbies.stopService()
         self.server.say_goodbye(SHUTDOWN)
         await self.gate.close_all(self.clock, SHUTDOWN_GRACE)
+        await self.engine.stop()
         await self.counter.stopService()
         # twistd re-raises the signal that stopped it once the reactor is
         # done; a shutdown that went cleanly exits 0 instead.
@@ -209,15 +215,27 @@ def make_service(options: Options, reactor: Any = None) -> SouketsService:
     if reactor is None:
         from twisted.internet import reactor
     settings = settings_from(options)
+    engine: Any = None
+    node: dict[str, str] = {}
+    address = options.get("engine-address")
+    if address is not None:
+        from soukets.engines.redis import EngineUnreachable, Keys, RedisEngine, reserve_node
+
+        try:
+            node["prefix"] = reserve_node(address, Keys(options["engine-prefix"]))
+        except EngineUnreachable as e:
+            raise SystemExit(f"soukets: --engine {address}: {e}")
     counter = HostCounterService(
         options["counter-file"], settings.max_clients, reactor=reactor
     )
-    server = Server(settings, reactor, host_clients=counter.host_clients)
+    server = Server(settings, reactor, host_clients=counter.host_clients, **node)
+    if address is not None:
+        engine = RedisEngine(address, node["prefix"], reactor, options["engine-prefix"])
     gate = Gate(server, counter, max_buffer=options["max-buffer"])
     observer = make_observer(
         options["log-level"], options["log-format"], getattr(options, "parent", None)
     )
-    service = SouketsService(server, counter, gate, reactor, observer)
+    service = SouketsService(server, counter, gate, reactor, observer, engine)
     SignalService(reactor).setServiceParent(service)
     lines = SouketsFactory(gate)
     for description in options["listen"]:

@@ -34,7 +34,7 @@ from soukets.frames import (
     quote,
     with_id,
 )
-from soukets.hub import ChannelHub
+from soukets.hub import ChannelHub, is_lobby_name
 from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
 from soukets.lobby import LobbyService
 from soukets.outbox import Owed
@@ -85,6 +85,12 @@ class SessionHost(Protocol):
         @raise ProtocolError: if C{session} may not subscribe to C{channel}.
         """
 
+    router: Any
+    """
+    The engine's router, if the server is one node of several: it sends
+    frames about other nodes' games there (L{None} for one process).
+    """
+
     def stats(self) -> Deferred[dict[str, Any]]:
         """
         The figures of a C{stats} frame.
@@ -108,6 +114,12 @@ class Session:
     resume_reading: Callable[[], None] = lambda: None
     name: str = ""
     state: SessionState = SessionState.OPEN
+    route: str = ""
+    """
+    The id the session was given on connecting, which never changes (its
+    client id does when it takes back a seat): other nodes address it by
+    this.
+    """
     _splitter: LineSplitter = attrs.field(init=False)
     # Lines read but not handled yet: they wait while an earlier frame's
     # answer is on its way, so that answers keep the order of the frames.
@@ -125,6 +137,7 @@ class Session:
             TokenBucket(settings.max_rate, settings.rate_burst, self.server.clock)
         )
         self.name = self.name or self.client_id
+        self.route = self.route or self.client_id
         self._last_heard = self.server.clock.seconds()
 
     @property
@@ -269,6 +282,9 @@ class Session:
             self.send_error(frame)
             return
         try:
+            router = self.server.router
+            if router is not None and router.forward(self, frame, line):
+                return
             if frame.channel == CONTROL:
                 self._control(frame)
             else:
@@ -384,10 +400,13 @@ class Session:
                 "take it for another player; choose a name such as alice",
             )
         self.name = name
+        self.server.lobbies.renamed(self)
         self.reply(CONTROL, {"type": "hello", "name": name}, frame)
 
     def _queue(self, frame: Frame) -> None:
-        self.server.lobbies.enqueue(self, frame.id)
+        d = self.server.lobbies.enqueue(self, frame.id)
+        if d is not None:
+            self._wait(d)
 
     def _resume(self, frame: Frame) -> None:
         lobbies = self.server.lobbies
@@ -414,22 +433,55 @@ class Session:
             previous.disconnect()
 
     def _games(self, frame: Frame) -> None:
-        self.reply(CONTROL, {"type": "games", "games": self.server.lobbies.games()}, frame)
+        self._answer(frame, self.server.lobbies.games(), lambda games: {"type": "games", "games": games})
 
     def _unqueue(self, frame: Frame) -> None:
         self.server.lobbies.dequeue(self)
         self.reply(CONTROL, {"type": "unqueued"}, frame)
 
     def _stats(self, frame: Frame) -> None:
-        d = self.server.stats().addCallback(
-            lambda stats: self.reply(CONTROL, {"type": "stats", **stats}, frame)
-        )
-        if not d.called:
-            # The host's count is being read: hold the frames that follow
-            # (and read no more) until it is answered.
-            self._answering = d
-            self.pause_reading()
-            d.addBoth(self._answered)
+        self._answer(frame, self.server.stats(), lambda stats: {"type": "stats", **stats})
+
+    # Answers that come later
+
+    def _answer(
+        self, frame: Frame, d: Deferred[Any], render: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        """
+        Answer C{frame} with C{render} of what C{d} gives, or with the error
+        it fails with; the frames that follow wait for that answer.
+        """
+        d.addCallback(lambda value: self.reply(frame.channel, render(value), frame))
+        d.addErrback(self._failed, frame)
+        self._wait(d)
+
+    def _failed(self, failure: Any, frame: Frame) -> None:
+        if failure.check(ProtocolError):
+            error = attrs.evolve(failure.value, channel=frame.channel, id=frame.id)
+        else:
+            self.server.log.failure(
+                "internal error answering a {type} frame from {client}",
+                failure, type=quote(frame.type), client=self.client_id,
+            )
+            error = ProtocolError(
+                INTERNAL_ERROR,
+                "the server failed to answer this frame (its log says why); the "
+                "connection goes on",
+                frame.channel,
+                frame.id,
+            )
+        self.send_error(error)
+
+    def _wait(self, d: Deferred[Any]) -> None:
+        """
+        Until C{d} fires, hold the frames that follow (and read no more), so
+        that answers keep the order of the frames.
+        """
+        if d.called:
+            return
+        self._answering = d
+        self.pause_reading()
+        d.addBoth(self._answered)
 
     def _answered(self, result: object) -> None:
         self._answering = None
@@ -458,7 +510,14 @@ class Session:
         elif frame.type == "subscribe":
             self.server.check_subscription_limit(self, channel)
             members = hub.subscribe(channel, self, frame.body.get("presence") is True)
-            self.reply(channel, {"type": "subscribed", "members": members}, frame)
+            router = self.server.router
+            counted = router.subscribed(channel) if router is not None else None
+            if counted is None:
+                self.reply(channel, {"type": "subscribed", "members": members}, frame)
+            else:
+                # Answered once the other nodes' messages reach this one,
+                # with the members of every node.
+                self._answer(frame, counted, lambda count: {"type": "subscribed", "members": count})
         elif frame.type == "unsubscribe":
             lobbies = self.server.lobbies
             lobby = lobbies.lobby_of(self)
@@ -470,7 +529,12 @@ class Session:
                 hub.unsubscribe(channel, self)
             self.reply(channel, {"type": "unsubscribed"}, frame)
         elif frame.type == "who":
-            self.reply(channel, {"type": "members", **hub.who(channel, self)}, frame)
+            members = hub.who(channel, self)
+            router = self.server.router
+            if router is None or is_lobby_name(channel):
+                self.reply(channel, {"type": "members", **members}, frame)
+            else:
+                self._answer(frame, router.who(channel), lambda every: {"type": "members", **every})
         elif frame.type == "watch":
             answer, catch_up = self.server.lobbies.watch(self, channel)
             self.reply(channel, answer, frame)

@@ -1,0 +1,1367 @@
+"""
+The Redis engine: every soukets process on one Redis (and one
+C{--engine-prefix}) is a node of one server.
+
+What goes through Redis, and how:
+
+  - B{channels}: a node subscribes to C{PREFIX:c:NAME} while the channel
+    has members on it, publishes each turn's messages of a channel as one
+    Redis message (with its id and a sequence number, so gaps are counted)
+    and fans them out to its own members itself;
+  - B{the queue}: one sorted set in arrival order; joining it and taking a
+    lobby's worth of players off its front is one Lua script, so no player
+    is ever taken twice;
+  - B{games}: the node that formed a lobby runs its game.  Players of other
+    nodes are L{RemoteSession}s there: what the game sends them goes to
+    their node's inbox (C{PREFIX:n:NODE}, one message per node and turn),
+    and their frames on the lobby channel come back the same way.  Lobby
+    ids and resume tokens start with the owner's node id, so any node
+    knows where to send a frame;
+  - B{liveness}: each node beats every second (a sorted set scored by
+    Redis' own clock); one that misses five seconds of beats is dead: its
+    queue entries and games' listings are purged, its games' players on
+    other nodes get C{game_over} with reason C{node_lost}, and the seats of
+    its players in other nodes' games are held for them to resume.
+
+The client library is txredisapi (Twisted-native, so no second event loop
+or thread; hiredis parses the replies).  Its connections reconnect by
+themselves with backoff; this module notices, answers C{engine_unavailable}
+meanwhile, and restores its subscriptions and queue entries once Redis is
+back.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import json
+import secrets
+import socket
+import ssl as _ssl
+from typing import Any, Callable
+
+import attrs
+import hiredis
+import txredisapi
+from twisted.application.service import Service
+from twisted.internet import ssl
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from soukets.engines import DEFAULT_PREFIX, IEngine, RedisAddress
+from soukets.engines.cluster import (
+    MESSAGE,
+    PRESENCE,
+    GapCounter,
+    Liveness,
+    NodeBatch,
+    Sequences,
+    Subscriptions,
+    decode_channel_message,
+    decode_node_message,
+    encode_channel_message,
+    owner_of,
+)
+from soukets.frames import (
+    BAD_TOKEN,
+    CONTROL,
+    ENGINE_UNAVAILABLE,
+    FORBIDDEN,
+    IN_GAME,
+    Frame,
+    ProtocolError,
+    encode_frame,
+    with_id,
+)
+from soukets.hub import MAX_LISTED, is_lobby_name
+from soukets.session import Session
+
+BEAT = 1.0
+"""Seconds between two heartbeats of a node."""
+DEAD_MS = 5000
+"""A node whose last beat is older than this (Redis' clock) is dead."""
+FRESH_MS = 2500
+"""Queue entries of a node that has not beaten for this long are not matched."""
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 5.0
+MAX_BACKLOG = 16 * 1024 * 1024
+"""Bytes of commands not yet taken by Redis past which it is not keeping up."""
+NODE_LOST = "node_lost"
+CLAIM_TIMEOUT = 2.0
+"""Seconds a node has to confirm its clients a lobby is taking."""
+
+# Lua scripts.  Node entries live in the sorted set KEYS nodes (score: the
+# last beat, in ms of Redis' clock); queue entries are "NODE|ROUTE" in a
+# sorted set scored by arrival, with the client's id and name beside them.
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+RESERVE = _NOW + """
+return redis.call('ZADD', KEYS[1], 'NX', now, ARGV[1])
+"""
+
+BEAT_SCRIPT = _NOW + """
+local added = redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[3]), '+inf')
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])))
+return {added, live, stale}
+"""
+
+STATS_SCRIPT = _NOW + """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[3]), '+inf')
+local clients = 0
+for _, node in ipairs(live) do
+  clients = clients + tonumber(redis.call('HGET', KEYS[2], node) or '0')
+end
+return {#live, clients, redis.call('ZCARD', KEYS[3])}
+"""
+
+# KEYS: queue, arrivals counter, entry info, nodes
+# ARGV: member (or ''), its info, lobby size, freshness in ms, mode
+# mode 'full': take a group only if there are enough fresh entries;
+# mode 'any': take up to a group (bots fill the rest).
+QUEUE_SCRIPT = _NOW + """
+if ARGV[1] ~= '' then
+  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+  end
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+end
+local size = tonumber(ARGV[3])
+local waiting = redis.call('ZCARD', KEYS[1])
+local group = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, size + 199)) do
+  local node = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
+  local beat = redis.call('ZSCORE', KEYS[4], node)
+  if beat and tonumber(beat) >= now - tonumber(ARGV[4]) then
+    table.insert(group, member)
+    if #group == size then break end
+  end
+end
+if #group < size and (ARGV[5] == 'full' or #group == 0) then
+  return {waiting, {}}
+end
+local taken = {}
+for _, member in ipairs(group) do
+  table.insert(taken, member)
+  table.insert(taken, redis.call('ZSCORE', KEYS[1], member))
+  table.insert(taken, redis.call('HGET', KEYS[3], member) or '[]')
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[3], member)
+end
+return {waiting, taken}
+"""
+
+# Put back entries taken by QUEUE_SCRIPT (ARGV: member, score, info, ...),
+# at their old places.
+RESTORE_SCRIPT = """
+for i = 1, #ARGV, 3 do
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+end
+return #ARGV / 3
+"""
+
+REMOVE_SCRIPT = """
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+RENAME_SCRIPT = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
+# Channel members of every node: a hash per channel ("NODE|ROUTE" -> [id,
+# name]) and, per node, the set of channels it has members on.
+JOIN_SCRIPT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 0
+"""
+
+# KEYS: nodes, node info, queue, entry info, games, the node's channels.
+# ARGV: node, the prefix of channel member hashes.
+PURGE_SCRIPT = """
+local node = ARGV[1]
+local gone = redis.call('ZREM', KEYS[1], node)
+redis.call('HDEL', KEYS[2], node)
+local mine = node .. '|'
+for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if string.sub(member, 1, #mine) == mine then
+    redis.call('ZREM', KEYS[3], member)
+    redis.call('HDEL', KEYS[4], member)
+  end
+end
+local games = 'lobby:' .. node .. '.'
+for _, lobby in ipairs(redis.call('HKEYS', KEYS[5])) do
+  if string.sub(lobby, 1, #games) == games then
+    redis.call('HDEL', KEYS[5], lobby)
+  end
+end
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+  local key = ARGV[2] .. channel
+  for _, member in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(member, 1, #mine) == mine then
+      redis.call('HDEL', key, member)
+    end
+  end
+end
+redis.call('DEL', KEYS[6])
+return gone
+"""
+
+
+@attrs.frozen
+class Keys:
+    """
+    The names of everything a cluster keeps in Redis, under its prefix.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}:nodes"
+
+    @property
+    def node_info(self) -> str:
+        return f"{self.prefix}:node-clients"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def arrivals(self) -> str:
+        return f"{self.prefix}:queue-arrivals"
+
+    @property
+    def entries(self) -> str:
+        return f"{self.prefix}:queue-entries"
+
+    @property
+    def games(self) -> str:
+        return f"{self.prefix}:games"
+
+    def channel(self, name: str) -> str:
+        return f"{self.prefix}:c:{name}"
+
+    def members(self, name: str) -> str:
+        return f"{self.prefix}:m:{name}"
+
+    def node_channels(self, node: str) -> str:
+        return f"{self.prefix}:node-channels:{node}"
+
+    def inbox(self, node: str) -> str:
+        return f"{self.prefix}:n:{node}"
+
+
+class EngineUnreachable(Exception):
+    """
+    Redis could not be reached (or refused us) at start-up.
+    """
+
+
+def reserve_node(address: RedisAddress, keys: Keys, timeout: float = CONNECT_TIMEOUT) -> str:
+    """
+    At start-up, before the reactor runs: check that Redis answers (with
+    the URL's password and db) and reserve a node id no live node has.
+    This is the only blocking exchange with Redis, and it happens once.
+
+    @raise EngineUnreachable: with a one-line reason.
+    """
+    packer = txredisapi.BaseRedisProtocol()
+    reader = hiredis.Reader()
+    try:
+        sock = socket.create_connection((address.host, address.port), timeout)
+    except OSError as e:
+        raise EngineUnreachable(f"cannot connect to {address}: {e.strerror or e}") from None
+    try:
+        sock.settimeout(timeout)
+        if address.tls:
+            sock = _ssl.create_default_context().wrap_socket(sock, server_hostname=address.host)
+
+        def call(*args: Any) -> Any:
+            sock.sendall(packer._build_command(*args))
+            while True:
+                reply = reader.gets()
+                if reply is not False:
+                    break
+                data = sock.recv(65536)
+                if not data:
+                    raise EngineUnreachable(f"{address} closed the connection")
+                reader.feed(data)
+            if isinstance(reply, hiredis.ReplyError):
+                raise EngineUnreachable(f"{address} answered {args[0]}: {reply}")
+            return reply
+
+        if address.password is not None:
+            if address.username:
+                call("AUTH", address.username, address.password)
+            else:
+                call("AUTH", address.password)
+        if address.db:
+            call("SELECT", address.db)
+        call("PING")
+        for _ in range(100):
+            node = secrets.token_hex(2)
+            if call("EVAL", RESERVE, 1, keys.nodes, node) == 1:
+                return node
+        raise EngineUnreachable(f"no free node id in {keys.nodes}")  # pragma: no cover
+    except (OSError, _ssl.SSLError) as e:
+        raise EngineUnreachable(f"{address}: {e}") from None
+    finally:
+        sock.close()
+
+
+@attrs.define(eq=False)
+class RemoteSession(Session):
+    """
+    A client of another node, as seen by the node that runs its game: the
+    lobby, the hub and the game treat it as any session.  What it is sent
+    goes to its node's inbox; its frames arrive from there.
+    """
+
+    node: str = ""
+
+
+def _as_dict(reply: Any) -> dict[Any, Any]:
+    """
+    An HGETALL reply as a dict (it comes as a flat list from hiredis).
+    """
+    if isinstance(reply, dict):
+        return reply
+    reply = reply or []
+    return dict(zip(reply[::2], reply[1::2]))
+
+
+@attrs.frozen
+class _Entry:
+    """
+    A queue entry taken off the queue: the entry, its place, its client.
+    """
+
+    entry: str
+    score: str
+    info: str
+    node: str
+    route: str
+    client: str
+    name: str
+
+
+@attrs.define
+class _Claim:
+    """
+    A lobby's worth of entries waiting for their nodes to confirm them.
+    """
+
+    entries: list[_Entry]
+    done: Deferred[list[Session] | None]
+    answers: dict[tuple[str, str], bool] = attrs.field(factory=dict)
+    timer: Any = None
+
+
+@implementer(IPushProducer)
+@attrs.define
+class _Backlog:
+    """
+    Told by the transport to Redis when its unsent output passes, and falls
+    back under, L{MAX_BACKLOG}.
+    """
+
+    engine: RedisEngine
+
+    def pauseProducing(self) -> None:
+        if not self.engine.backlogged:
+            self.engine.log.warn("engine: Redis is not keeping up; cross-node traffic refused meanwhile")
+        self.engine.backlogged = True
+
+    def resumeProducing(self) -> None:
+        self.engine.backlogged = False
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class EngineState(enum.Enum):
+    """
+    Where the node stands with Redis.
+    """
+
+    CONNECTING = "connecting"  # never reached since start-up
+    UP = "up"
+    DOWN = "down"  # lost; reconnecting
+
+
+class _Commands(txredisapi.RedisProtocol):
+    """
+    The connection for commands: tells the engine when it is usable and
+    when it is lost.
+    """
+
+    def connectionMade(self) -> Any:
+        d = super().connectionMade()
+        d.addCallback(lambda _: self._ready and self.factory.engine._commands_ready(self))
+        return d
+
+    def connectionLost(self, why: Failure) -> None:
+        super().connectionLost(why)
+        self.factory.engine._lost(self, why)
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """
+    The connection for subscriptions: messages, and the confirmations of
+    the engine's own batched SUBSCRIBE commands, go to the engine.
+    """
+
+    def connectionMade(self) -> Any:
+        d = super().connectionMade()
+        d.addCallback(lambda _: self._ready and self.factory.engine._subscriber_ready(self))
+        return d
+
+    def connectionLost(self, why: Failure) -> None:
+        super().connectionLost(why)
+        self.factory.engine._lost(self, why)
+
+    def replyReceived(self, reply: Any) -> None:
+        if isinstance(reply, list) and len(reply) == 3:
+            kind = reply[0]
+            if kind == b"message":
+                self.factory.engine._message(reply[1], reply[2])
+                return
+            if kind in (b"subscribe", b"unsubscribe"):
+                self.factory.engine._confirmed(kind, reply[1])
+                return
+        if isinstance(reply, list) and reply and reply[0] == b"pong":
+            self.factory.engine._ponged()
+            return
+        super().replyReceived(reply)
+
+    def send_command(self, *args: Any) -> None:
+        self.transport.write(self._build_command(*args))
+
+
+def _factory(protocol: type, address: RedisAddress, engine: RedisEngine, charset: str | None) -> Any:
+    factory = txredisapi.RedisFactory(
+        str(address), address.db or None, 1, isLazy=True, charset=charset,
+        password=address.password, replyTimeout=REPLY_TIMEOUT,
+        convertNumbers=True, username=address.username,
+    )
+    factory.protocol = protocol
+    factory.engine = engine
+    factory.initialDelay = 0.2
+    factory.maxDelay = 5
+    factory.noisy = False
+    return factory
+
+
+def _endpoint(address: RedisAddress, reactor: Any) -> Any:
+    """
+    Where to connect: a hostname endpoint, wrapped in TLS (verifying the
+    server's certificate against the system's CAs) for C{rediss://}.
+    """
+    endpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=CONNECT_TIMEOUT)
+    if address.tls:
+        endpoint = wrapClientTLS(ssl.optionsForClientTLS(address.host), endpoint)
+    return endpoint
+
+
+@implementer(IEngine)
+class RedisEngine(Service):
+    """
+    One node of a cluster on Redis (see the module's docstring for what
+    goes where).  It is a service of the daemon: started before the
+    listeners, stopped after every client is gone.
+    """
+
+    name = "engine"
+    log = Logger()
+
+    def __init__(
+        self, address: RedisAddress, node: str, clock: IReactorTime, prefix: str = DEFAULT_PREFIX
+    ) -> None:
+        self.address = address
+        self.node = node
+        self.keys = Keys(prefix)
+        self.clock = clock
+        self.state = EngineState.CONNECTING
+        self.server: Any = None
+        self._commands: Any = None
+        self._subscriber: Any = None
+        self._factories: list[Any] = []
+        self._up_waiters: list[Deferred[None]] = []
+        self._beat = LoopingCall(self._heartbeat)
+        self._beat.clock = clock
+        self._subscriptions = Subscriptions()
+        self._unconfirmed: dict[str, list[Deferred[None]]] = {}
+        self._sequences = Sequences()
+        self.gaps = GapCounter()
+        self.liveness = Liveness(grace=DEAD_MS / 1000 + 2 * BEAT)
+        self.backlogged = False
+        self._beats_since_up = 0
+        self._sub_ping_sent: float | None = None
+        self._forsaken: set[tuple[str, str]] = set()  # (node, route) to tell "gone"
+        self._pending: dict[str, list[bytes]] = {}  # channel -> frames this turn
+        self._batches: dict[str, NodeBatch] = {}  # node -> what it is owed
+        self._flush_call: Any = None
+        self._routes: dict[str, Session] = {}  # route -> local session known elsewhere
+        self._links: dict[Session, set[str]] = {}  # local session -> nodes that know it
+        self._plays: dict[Session, tuple[str, str]] = {}  # local session -> (lobby, owner)
+        self._watches: dict[Session, tuple[str, str]] = {}
+        self._queued: dict[Session, str] = {}  # local session -> queue entry
+        self._proxies: dict[tuple[str, str], RemoteSession] = {}
+        self._claims: dict[int, _Claim] = {}
+        self._claim_ids = itertools.count(1)
+        self.dropped_batches = 0
+
+    # Wiring
+
+    def attach(self, server: Any) -> None:
+        self.server = server
+        server.engine = self
+        server.router = self
+        server.hub.relay = self
+        server.lobbies.cluster = self
+        server.lobbies.id_prefix = self.node + "."
+
+    @property
+    def up(self) -> bool:
+        return self.state is EngineState.UP
+
+    def _unavailable(self, what: str) -> ProtocolError:
+        return ProtocolError(
+            ENGINE_UNAVAILABLE,
+            f"{what} needs the engine (Redis), which this node cannot reach "
+            "now; it is reconnecting: try again in a moment",
+        )
+
+    def _when_up(self, what: str) -> Deferred[None]:
+        if self.state is EngineState.UP:
+            return succeed(None)
+        if self.state is EngineState.CONNECTING:
+            d: Deferred[None] = Deferred()
+            self._up_waiters.append(d)
+            return d
+        return fail(self._unavailable(what))
+
+    # Life cycle
+
+    def startService(self) -> None:
+        super().startService()
+        for protocol, charset in ((_Commands, "utf-8"), (_Subscriber, None)):
+            factory = _factory(protocol, self.address, self, charset)
+            factory.startConnecting(_endpoint(self.address, self.clock))
+            self._factories.append(factory)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Leave the cluster at once: send what is owed, take this node's queue
+        entries and games' listings out of Redis, and disconnect.
+        """
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        super().stopService()
+        if self._beat.running:
+            self._beat.stop()
+        self._flush()
+        if self.up:
+            try:
+                await self._purge(self.node)
+            except Exception as e:
+                self.log.warn("engine: could not clean up in Redis: {e}", e=e)
+        for factory in self._factories:
+            await factory.disconnect()
+
+    def _commands_ready(self, protocol: Any) -> None:
+        self._commands = protocol
+        # Past this much unsent output, Redis is not keeping up: what would
+        # go to other nodes is refused (engine_unavailable) rather than
+        # held in memory without end.
+        protocol.transport.bufferSize = MAX_BACKLOG
+        protocol.transport.registerProducer(_Backlog(self), True)
+        self._maybe_up()
+
+    def _subscriber_ready(self, protocol: Any) -> None:
+        self._subscriber = protocol
+        channels = [self.keys.inbox(self.node)]
+        channels += [self.keys.channel(name) for name in self._subscriptions.everything()]
+        protocol.send_command("SUBSCRIBE", *channels)
+        self._maybe_up()
+
+    def _maybe_up(self) -> None:
+        if self._commands is None or self._subscriber is None or self.state is EngineState.UP:
+            return
+        was = self.state
+        self.state = EngineState.UP
+        self.backlogged = False
+        self._beats_since_up = 0
+        self._sub_ping_sent = None
+        self.liveness.reconnected(self.clock.seconds())
+        if was is EngineState.CONNECTING:
+            self.log.info(
+                "engine: node {node} of the cluster on {redis} (prefix {prefix})",
+                node=self.node, redis=str(self.address), prefix=self.keys.prefix,
+            )
+        else:
+            self.log.info(
+                "engine: Redis is back; {channels} subscription(s) and {queued} "
+                "queue entr(ies) restored",
+                channels=len(self._subscriptions.active), queued=len(self._queued),
+            )
+            self._restore_members()
+            self._restore_queue()
+            for node, route in self._forsaken:
+                self._to_node(node, route, {"op": "gone"})
+            self._forsaken.clear()
+        waiters, self._up_waiters = self._up_waiters, []
+        for d in waiters:
+            d.callback(None)
+        if self.running and not self._beat.running:
+            self._beat.start(BEAT, now=True)
+
+    def _lost(self, protocol: Any, why: Failure) -> None:
+        if protocol is self._commands:
+            self._commands = None
+        elif protocol is self._subscriber:
+            self._subscriber = None
+            for waiters in self._unconfirmed.values():
+                for d in waiters:
+                    d.callback(None)  # answered now; restored with the rest
+            self._unconfirmed.clear()
+        else:
+            return
+        if self.state is EngineState.UP:
+            self.state = EngineState.DOWN
+            self.dropped_batches += len(self._batches)
+            self._batches.clear()
+            self._pending.clear()
+            if self.running:
+                self.log.warn(
+                    "engine: lost Redis ({reason}); clients stay connected and "
+                    "local traffic goes on, what needs Redis answers "
+                    "engine_unavailable until it is back",
+                    reason=why.getErrorMessage(),
+                )
+            if self._beat.running:
+                self._beat.stop()
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """
+        Redis is gone, and with it every frame between this node and the
+        others: games across nodes cannot go on.  The games run elsewhere
+        end for the players here (C{node_lost}: their node is out of reach)
+        and, once Redis is back, their nodes are told these players are
+        gone; the players of other nodes in games here are taken for
+        disconnected (their seats are held, as for any lost connection).
+        """
+        for session, links in self._links.items():
+            self._forsaken.update((node, session.route) for node in links)
+        for node in self.liveness.alive - {self.node}:
+            self._node_died(node, forget=False)
+
+    def _script(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        if self._commands is None:
+            return fail(self._unavailable("this"))
+        try:
+            return self._commands.eval(script, keys, args)
+        except Exception:
+            return fail()
+
+    # Liveness
+
+    def _purge(self, node: str) -> Deferred[Any]:
+        k = self.keys
+        return self._script(
+            PURGE_SCRIPT,
+            [k.nodes, k.node_info, k.queue, k.entries, k.games, k.node_channels(node)],
+            [node, k.members("")],
+        )
+
+    def _heartbeat(self) -> Deferred[Any] | None:
+        if not self.up:
+            return None
+        self._ping_subscriber()
+        clients = len(self.server.sessions)
+        d = self._script(BEAT_SCRIPT, [self.keys.nodes, self.keys.node_info], [self.node, clients, DEAD_MS])
+        d.addCallback(self._beaten)
+        d.addErrback(lambda f: self.log.debug("engine: heartbeat failed: {f}", f=f.getErrorMessage()))
+        self._list_games()
+        return None
+
+    def _beaten(self, result: Any) -> None:
+        added, live, stale = result
+        live = [str(n) for n in live]
+        self._beats_since_up += 1
+        if added and self._beats_since_up > 1:
+            # The others took this node for dead (it could not beat for too
+            # long): what it knew of them is void.
+            self.log.warn("engine: this node was taken for dead by the others; rejoining")
+            for node in list(self.liveness.alive - {self.node}):
+                self._node_died(node)
+            self._restore_queue()
+        for node in stale:
+            node = str(node)
+            self._purge(node).addCallback(
+                lambda gone, node=node: gone and self.log.info(
+                    "engine: node {node} stopped beating; its queue entries and games "
+                    "are purged", node=node
+                )
+            ).addErrback(lambda f: None)
+        for node in self.liveness.update(live, self.clock.seconds()):
+            if node != self.node:
+                self._node_died(node)
+
+    def _ping_subscriber(self) -> None:
+        """
+        A subscribed connection only ever reads: ping it each beat, and take
+        one whose pong is overdue for dead (a half-open connection to
+        Redis would otherwise go unnoticed forever).
+        """
+        subscriber = self._subscriber
+        if subscriber is None:
+            return
+        now = self.clock.seconds()
+        if self._sub_ping_sent is not None:
+            if now - self._sub_ping_sent > REPLY_TIMEOUT:
+                self.log.warn("engine: Redis stopped answering; reconnecting")
+                subscriber.transport.abortConnection()
+            return
+        self._sub_ping_sent = now
+        subscriber.send_command("PING")
+
+    def _ponged(self) -> None:
+        self._sub_ping_sent = None
+
+    def _node_died(self, node: str, forget: bool = True) -> None:
+        """
+        C{node} is gone: the games it ran end for the players here
+        (C{node_lost}), and its players' seats in games here are held.
+        """
+        if forget:
+            self.liveness.alive.discard(node)
+        self.gaps.forget_node(node)
+        self._batches.pop(node, None)
+        for table in (self._plays, self._watches):
+            for session, (channel, owner) in list(table.items()):
+                if owner == node:
+                    del table[session]
+                    if table is self._plays:
+                        session.send(encode_frame(channel, {
+                            "type": "game_over", "reason": NODE_LOST, "scores": {}, "winners": [],
+                        }))
+                    session.send(encode_frame(channel, {"type": "closed"}))
+        for links in self._links.values():
+            links.discard(node)
+        for key, proxy in list(self._proxies.items()):
+            if key[0] == node:
+                del self._proxies[key]
+                proxy.connection_lost()
+
+    # Channels (called by the hub)
+
+    def opened(self, name: str) -> None:
+        if self._subscriptions.opened(name):
+            self._unconfirmed.setdefault(name, [])
+            self._schedule()
+
+    def closed(self, name: str) -> None:
+        self._subscriptions.closed(name)
+        self.gaps.forget_channel(name)
+        self._schedule()
+
+    def _confirmed(self, kind: bytes, key: bytes) -> None:
+        prefix = self.keys.channel("").encode()
+        if kind == b"subscribe" and key.startswith(prefix):
+            for d in self._unconfirmed.pop(key[len(prefix):].decode(), ()):
+                d.callback(None)
+
+    def published(self, name: str, frame: bytes) -> None:
+        """
+        A message was published here on channel C{name}: other nodes get it
+        with this turn's others.
+
+        @raise ProtocolError: C{engine_unavailable} if Redis is out of reach
+            (the message reached this node's subscribers only).
+        """
+        if self.state is not EngineState.UP or self.backlogged:
+            raise ProtocolError(
+                ENGINE_UNAVAILABLE,
+                f"the message reached the subscribers of {name} on this node, but "
+                "not those on other nodes: the engine (Redis) is out of reach "
+                "or not keeping up now",
+                name,
+            )
+        pending = self._pending.get(name)
+        if pending is None:
+            self._pending[name] = [frame]
+            self._schedule()
+        else:
+            pending.append(frame)
+
+    def presence(self, name: str, payload: dict[str, Any], about: Session) -> None:
+        """
+        C{about} joined or parted channel C{name} here: the cluster's list
+        of its members says so, and the members of other nodes who asked
+        for presence get the frame.
+        """
+        if self.state is not EngineState.UP:
+            return
+        self._member(name, about, joined=payload["type"] == "joined")
+        frame = encode_frame(name, payload)
+        self._publish_pending(name)
+        epoch, seq = self._sequences.next(name)
+        self._publish(self.keys.channel(name), encode_channel_message(self.node, epoch, seq, PRESENCE, frame))
+
+    def _member(self, name: str, member: Session, joined: bool) -> None:
+        field = f"{self.node}|{member.route}"
+        if joined:
+            d = self._script(
+                JOIN_SCRIPT,
+                [self.keys.members(name), self.keys.node_channels(self.node)],
+                [field, json.dumps([member.client_id, member.name]), name],
+            )
+        else:
+            d = self._command("HDEL", self.keys.members(name), field)
+        d.addErrback(lambda f: None)
+
+    def _command(self, *args: Any) -> Deferred[Any]:
+        if self._commands is None:
+            return fail(self._unavailable("this"))
+        try:
+            return self._commands.execute_command(*args)
+        except Exception:
+            return fail()
+
+    def subscribed(self, name: str) -> Deferred[int] | None:
+        """
+        How many members channel C{name} has on every node, once Redis
+        delivers its messages here (L{None} if Redis is out of reach: the
+        caller answers with the count here, and the subscription is
+        restored on reconnection).
+        """
+        if self.state is not EngineState.UP:
+            return None
+        waiters = self._unconfirmed.get(name)
+        d: Deferred[None] = succeed(None)
+        if waiters is not None:
+            d = Deferred()
+            waiters.append(d)
+        return d.addCallback(lambda _: self._command("HLEN", self.keys.members(name)))
+
+    def who(self, name: str) -> Deferred[dict[str, Any]]:
+        """
+        The members of ordinary channel C{name} on every node, for a
+        C{members} answer.
+        """
+
+        def listed(fields: dict[Any, Any]) -> dict[str, Any]:
+            members = []
+            for text in _as_dict(fields).values():
+                client, member_name = json.loads(text)
+                members.append({"client": client, "name": member_name})
+            members.sort(key=lambda m: m["client"])
+            return {"count": len(members), "members": members[:MAX_LISTED]}
+
+        return self._when_up("who").addCallback(
+            lambda _: self._command("HGETALL", self.keys.members(name))
+        ).addCallback(listed)
+
+    def _publish_pending(self, name: str) -> None:
+        frames = self._pending.pop(name, None)
+        if frames:
+            epoch, seq = self._sequences.next(name)
+            self._publish(
+                self.keys.channel(name),
+                encode_channel_message(self.node, epoch, seq, MESSAGE, b"".join(frames)),
+            )
+
+    def _publish(self, key: str, message: bytes) -> None:
+        commands = self._commands
+        if commands is None:
+            return
+        try:
+            commands.execute_command("PUBLISH", key, message).addErrback(self._publish_failed)
+        except Exception as e:
+            self.log.debug("engine: publish failed: {e}", e=e)
+
+    def _publish_failed(self, failure: Failure) -> None:
+        self.log.debug("engine: publish failed: {f}", f=failure.getErrorMessage())
+
+    def _message(self, key: bytes, message: bytes) -> None:
+        try:
+            if key == self.keys.inbox(self.node).encode():
+                self._inbox(*decode_node_message(message))
+                return
+            node, epoch, seq, kind, frames = decode_channel_message(message)
+        except Exception:
+            self.log.failure("engine: a message on {key} could not be read", key=key)
+            return
+        if node == self.node:
+            return  # our own, already delivered here
+        name = key[len(self.keys.channel("")):].decode()
+        missed = self.gaps.seen(node, name, epoch, seq)
+        if missed:
+            self.log.warn(
+                "engine: {missed} message(s) from node {node} on {channel} were lost "
+                "(Redis dropped them while this node was reconnecting)",
+                missed=missed, node=node, channel=name,
+            )
+        self.server.hub.deliver(name, frames, presence=kind == PRESENCE)
+
+    # Sending to other nodes
+
+    def _schedule(self) -> None:
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        if self._subscriber is not None:
+            sub, unsub = self._subscriptions.take()
+            if sub:
+                self._subscriber.send_command("SUBSCRIBE", *map(self.keys.channel, sub))
+            if unsub:
+                self._subscriber.send_command("UNSUBSCRIBE", *map(self.keys.channel, unsub))
+        for name in list(self._pending):
+            self._publish_pending(name)
+        batches, self._batches = self._batches, {}
+        for node, batch in batches.items():
+            self._publish(self.keys.inbox(node), batch.encode(self.node))
+
+    def _to_node(self, node: str, route: str, record: Any) -> None:
+        if self.state is not EngineState.UP:
+            return
+        if self.backlogged:
+            self.dropped_batches += 1
+            return
+        batch = self._batches.get(node)
+        if batch is None:
+            batch = self._batches[node] = NodeBatch()
+            self._schedule()
+        batch.add(route, record)
+
+    def _inbox(self, sender: str, records: list[tuple[str, Any]]) -> None:
+        self.liveness.alive.add(sender)  # (it is, since it speaks)
+        gone: set[str] = set()
+        for route, record in records:
+            if isinstance(record, dict):
+                self._instruction(sender, route, record)
+                continue
+            session = self._routes.get(route)
+            if session is None or not session.connected or sender not in self._links.get(session, ()):
+                # (A session stops being linked to a node when its game
+                # there was given up for lost.)
+                if route not in gone:
+                    gone.add(route)
+                    self._to_node(sender, route, {"op": "gone"})
+                continue
+            if record.count(b"\n") == 1:
+                session.send(record)
+            else:
+                for line in record.splitlines(keepends=True):
+                    session.send(line)
+
+    def _instruction(self, sender: str, route: str, record: dict[str, Any]) -> None:
+        op = record.get("op")
+        if op == "frame":  # a frame for a game here, from a client there
+            proxy = self._proxies.get((sender, route))
+            if proxy is None:
+                proxy = self._proxy(sender, route, str(record["client"]), str(record["name"]))
+            proxy.line_received(str(record["line"]).encode())
+            return
+        if op == "claimed":
+            self._claimed(sender, route, record)
+            return
+        if op == "gone":  # that client's connection is gone
+            proxy = self._proxies.pop((sender, route), None)
+            if proxy is not None:
+                proxy.connection_lost()
+            return
+        session = self._routes.get(route)
+        if op == "claim":  # is it still there, and waiting?
+            ok = session is not None and session.connected and session in self._queued
+            self._to_node(sender, route, {"op": "claimed", "id": record.get("id"), "ok": ok})
+            return
+        if session is None:
+            if op in ("seat", "watch"):
+                self._to_node(sender, route, {"op": "gone"})
+            return
+        if op == "unclaimed":
+            if session in self._queued:
+                del self._queued[session]
+                self.enqueue(session, quiet=True).addErrback(lambda f: None)
+        elif op == "seat":  # it plays in a game there
+            self._queued.pop(session, None)
+            client = str(record["client"])
+            if client != session.client_id:
+                self.server.adopt(session, client)
+                session.name = str(record["name"])
+            self._plays[session] = (str(record["channel"]), sender)
+            self._links.setdefault(session, set()).add(sender)
+        elif op == "unseat":
+            if self._plays.get(session, ("", ""))[0] == record.get("channel"):
+                del self._plays[session]
+        elif op == "watch":
+            self._watches[session] = (str(record["channel"]), sender)
+            self._links.setdefault(session, set()).add(sender)
+        elif op == "unwatch":
+            if self._watches.get(session, ("", ""))[0] == record.get("channel"):
+                del self._watches[session]
+        elif op == "disconnect":
+            session.disconnect()
+
+    def _proxy(self, node: str, route: str, client_id: str, name: str) -> RemoteSession:
+        proxy = RemoteSession(
+            client_id,
+            self.server,
+            lambda owed: self._to_node(node, route, owed),
+            lambda: self._to_node(node, route, {"op": "disconnect"}),
+            name=name,
+            node=node,
+        )
+        proxy.route = route
+        self._proxies[(node, route)] = proxy
+        return proxy
+
+    # Routing (called by sessions)
+
+    def forward(self, session: Session, frame: Frame, line: bytes) -> bool:
+        """
+        Send C{frame} to the node that owns what it is about (a game's
+        lobby channel, or a resume token), if that is another node.
+
+        @return: whether it was sent away (else it is handled here).
+        @raise ProtocolError: if it cannot be.
+        """
+        channel = frame.channel
+        if channel == CONTROL:
+            if frame.type != "resume":
+                return False
+            token = frame.body.get("token")
+            owner = owner_of(token) if isinstance(token, str) else None
+            if owner is None or owner == self.node:
+                return False
+            if session in self._plays or self.server.lobbies.lobby_of(session) is not None:
+                raise ProtocolError(IN_GAME, "you are in a running game; finish it before resuming another")
+            refusal = ProtocolError(
+                BAD_TOKEN,
+                "this resume token is unknown, already used, or for a game that is "
+                "over; queue for a new game",
+            )
+        elif is_lobby_name(channel):
+            owner = owner_of(channel)
+            if owner is None or owner == self.node:
+                return False
+            refusal = ProtocolError(FORBIDDEN, f"{channel} is not a game you play or watch")
+        else:
+            return False
+        if not self.up:
+            raise self._unavailable("this game")
+        if owner not in self.liveness.alive and owner not in self._links.get(session, ()):
+            raise refusal
+        self._routes[session.route] = session
+        self._links.setdefault(session, set()).add(owner)
+        self._to_node(owner, session.route, {
+            "op": "frame", "line": line.decode("utf-8"),
+            "client": session.client_id, "name": session.name,
+        })
+        return True
+
+    def forget(self, session: Session) -> None:
+        if isinstance(session, RemoteSession):
+            self._proxies.pop((session.node, session.route), None)
+            return
+        self.dequeue(session)
+        for node in self._links.pop(session, ()):
+            self._to_node(node, session.route, {"op": "gone"})
+        self._routes.pop(session.route, None)
+        self._plays.pop(session, None)
+        self._watches.pop(session, None)
+
+    def plays(self, session: Session) -> bool:
+        return session in self._plays
+
+    # Lobby hooks (called by the lobby service for every seat; only those of
+    # other nodes' clients need telling)
+
+    def seated(self, player: Any, lobby: Any) -> None:
+        if isinstance(player, RemoteSession):
+            self._to_node(player.node, player.route, {
+                "op": "seat", "channel": lobby.channel,
+                "client": player.client_id, "name": player.name,
+            })
+
+    def unseated(self, player: Any, lobby: Any) -> None:
+        if isinstance(player, RemoteSession):
+            self._to_node(player.node, player.route, {"op": "unseat", "channel": lobby.channel})
+            self._retire(player)
+
+    def watched(self, watcher: Any, lobby: Any) -> None:
+        if isinstance(watcher, RemoteSession):
+            self._to_node(watcher.node, watcher.route, {"op": "watch", "channel": lobby.channel})
+
+    def unwatched(self, watcher: Any, lobby: Any) -> None:
+        if isinstance(watcher, RemoteSession):
+            self._to_node(watcher.node, watcher.route, {"op": "unwatch", "channel": lobby.channel})
+            self._retire(watcher)
+
+    def _retire(self, proxy: RemoteSession) -> None:
+        lobbies = self.server.lobbies
+        if lobbies.lobby_of(proxy) is None and not lobbies.watching(proxy):
+            self._proxies.pop((proxy.node, proxy.route), None)
+
+    # The queue
+
+    def queued(self, session: Session) -> bool:
+        return session in self._queued
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queued)
+
+    def _entry(self, session: Session) -> str:
+        return f"{self.node}|{session.route}"
+
+    def _info(self, session: Session) -> str:
+        return json.dumps([session.client_id, session.name])
+
+    def _queue_keys(self) -> list[str]:
+        k = self.keys
+        return [k.queue, k.arrivals, k.entries, k.nodes]
+
+    def enqueue(self, player: Session, frame_id: Any = None, quiet: bool = False) -> Deferred[None]:
+        """
+        Put C{player} in the cluster's queue; answer C{queued} (unless
+        C{quiet}: an entry put back after Redis came back), and form a lobby
+        here if this made one.
+        """
+        lobbies = self.server.lobbies
+        entry = self._entry(player)
+        self._queued[player] = entry
+        self._routes[player.route] = player
+
+        def add(_: None) -> Deferred[Any]:
+            return self._script(
+                QUEUE_SCRIPT, self._queue_keys(),
+                [entry, self._info(player), lobbies.lobby_size, FRESH_MS, "full"],
+            )
+
+        def answer(result: Any) -> None:
+            waiting, taken = result
+            if player.connected and not quiet:
+                player.send(encode_frame(CONTROL, with_id({
+                    "type": "queued", "waiting": min(int(waiting), lobbies.lobby_size),
+                    "lobby_size": lobbies.lobby_size,
+                }, frame_id)))
+            if taken:
+                self._form(taken)
+
+        def refused(failure: Failure) -> None:
+            if self._queued.get(player) == entry:
+                del self._queued[player]
+            error = failure.value if failure.check(ProtocolError) else self._unavailable("queueing")
+            player.send_error(ProtocolError(error.code, error.message, CONTROL, frame_id))
+
+        return self._when_up("queueing").addCallback(add).addCallbacks(answer, refused)
+
+    def dequeue(self, player: Session) -> None:
+        entry = self._queued.pop(player, None)
+        if entry is not None and self.up:
+            self._script(REMOVE_SCRIPT, [self.keys.queue, self.keys.entries], [entry]).addErrback(
+                lambda f: None
+            )
+
+    def renamed(self, player: Session) -> None:
+        entry = self._queued.get(player)
+        if entry is not None and self.up:
+            self._script(
+                RENAME_SCRIPT, [self.keys.queue, self.keys.entries], [entry, self._info(player)]
+            ).addErrback(lambda f: None)
+
+    def take_for_bots(self, player: Session) -> Deferred[list[Session]]:
+        """
+        The players at the front of the queue (up to a lobby's worth), for
+        a lobby that bots complete.
+        """
+        if player not in self._queued or not self.up:
+            return succeed([])
+        d = self._script(
+            QUEUE_SCRIPT, self._queue_keys(), ["", "", self.server.lobbies.lobby_size, FRESH_MS, "any"]
+        )
+        return d.addCallback(lambda result: self._claim(result[1])).addCallback(
+            lambda players: players or []
+        )
+
+    def _restore_members(self) -> None:
+        hub = self.server.hub
+        for name in self._subscriptions.active:
+            channel = hub.get(name)
+            for member in tuple(channel.members) if channel is not None else ():
+                self._member(name, member, joined=True)
+
+    def _restore_queue(self) -> None:
+        for player in list(self._queued):
+            del self._queued[player]
+            if player.connected:
+                self.enqueue(player, quiet=True).addErrback(lambda f: None)
+
+    def _claim(self, taken: list[Any]) -> Deferred[list[Session] | None]:
+        """
+        The players for queue entries just taken (C{[entry, score, info,
+        ...]}): this node's sessions, and proxies for other nodes' clients,
+        once each of those nodes has confirmed its clients are still there
+        and waiting.  A node that does not answer within L{CLAIM_TIMEOUT}
+        (it died, and nobody has noticed yet) loses its entries.  If anyone
+        is missing, L{None}: the others are put back at their places.
+        """
+        entries = []
+        for i in range(0, len(taken), 3):
+            entry, score, info = (str(x) for x in taken[i: i + 3])
+            node, _, route = entry.partition("|")
+            client, name = json.loads(info) or [route, route]
+            entries.append(_Entry(entry, score, info, node, route, str(client), str(name)))
+        claim = _Claim(entries, Deferred())
+        remote = [e for e in entries if e.node != self.node]
+        if not remote:
+            self._settle(claim)
+            return claim.done
+        claim_id = next(self._claim_ids)
+        self._claims[claim_id] = claim
+        for e in remote:
+            self._to_node(e.node, e.route, {"op": "claim", "id": claim_id})
+        claim.timer = self.clock.callLater(CLAIM_TIMEOUT, self._claim_expired, claim_id)
+        return claim.done
+
+    def _claimed(self, sender: str, route: str, record: dict[str, Any]) -> None:
+        claim = self._claims.get(record.get("id"))  # type: ignore[arg-type]
+        if claim is None:
+            return
+        claim.answers[(sender, route)] = record.get("ok") is True
+        if len(claim.answers) == sum(1 for e in claim.entries if e.node != self.node):
+            del self._claims[record["id"]]
+            if claim.timer is not None and claim.timer.active():
+                claim.timer.cancel()
+            self._settle(claim)
+
+    def _claim_expired(self, claim_id: int) -> None:
+        claim = self._claims.pop(claim_id, None)
+        if claim is not None:
+            self._settle(claim)
+
+    def _settle(self, claim: _Claim) -> None:
+        players: list[Session] = []
+        here: list[tuple[_Entry, Session]] = []
+        back: list[str] = []
+        missing = False
+        for e in claim.entries:
+            if e.node == self.node:
+                session = self._routes.get(e.route)
+                if session is None or not session.connected or session not in self._queued:
+                    missing = True
+                    continue
+                here.append((e, session))
+                players.append(session)
+            elif claim.answers.get((e.node, e.route)):
+                proxy = self._proxies.get((e.node, e.route)) or self._proxy(e.node, e.route, e.client, e.name)
+                players.append(proxy)
+            else:
+                missing = True
+                if (e.node, e.route) not in claim.answers:
+                    # Silent: if it was only slow, it queues them again.
+                    self._to_node(e.node, e.route, {"op": "unclaimed"})
+                continue
+            back += [e.entry, e.score, e.info]
+        if not missing:
+            for _, session in here:
+                del self._queued[session]
+            claim.done.callback(players)
+            return
+        for player in players:
+            if isinstance(player, RemoteSession) and not self.server.lobbies.lobby_of(player):
+                self._proxies.pop((player.node, player.route), None)
+        if back:
+            self._script(RESTORE_SCRIPT, [self.keys.queue, self.keys.entries], back).addErrback(
+                lambda f: None
+            )
+        claim.done.callback(None)
+
+    def _form(self, taken: list[Any]) -> None:
+        def form(players: list[Session] | None) -> None:
+            if players:
+                self.server.lobbies.form(tuple(players))
+
+        self._claim(taken).addCallback(form)
+
+    # Games listing (for "games" and "watch" on any node)
+
+    def listed(self, lobby: Any) -> None:
+        if self.up:
+            listing = self.server.lobbies.local_games(lobby)[0]
+            self._command("HSET", self.keys.games, lobby.channel, json.dumps(listing)).addErrback(
+                lambda f: None
+            )
+
+    def unlisted(self, lobby: Any) -> None:
+        if self.up:
+            self._command("HDEL", self.keys.games, lobby.channel).addErrback(lambda f: None)
+
+    def _list_games(self) -> None:
+        lobbies = self.server.lobbies
+        if not self.up or not lobbies.lobbies:
+            return
+        args = []
+        for listing in lobbies.local_games():
+            args += [listing["channel"], json.dumps(listing)]
+        self._command("HSET", self.keys.games, *args).addErrback(lambda f: None)
+
+    def games(self) -> Deferred[list[dict[str, Any]]]:
+        """
+        The running games of every node, newest first.
+        """
+        lobbies = self.server.lobbies
+
+        def fetch(_: None) -> Deferred[Any]:
+            return self._command("HGETALL", self.keys.games)
+
+        def merge(stored: dict[str, str]) -> list[dict[str, Any]]:
+            games = {g["channel"]: g for g in lobbies.local_games()}
+            for channel, text in _as_dict(stored).items():
+                if channel not in games and owner_of(channel) in self.liveness.alive:
+                    games[channel] = json.loads(text)
+            ordered = sorted(games.values(), key=lambda g: g.get("started", 0), reverse=True)
+            return [{k: v for k, v in g.items() if k != "started"} for g in ordered]
+
+        return self._when_up("listing games").addCallback(fetch).addCallback(merge)
+
+    # Stats
+
+    def stats(self) -> Deferred[dict[str, Any]]:
+        def ask(_: None) -> Deferred[Any]:
+            return self._script(
+                STATS_SCRIPT, [self.keys.nodes, self.keys.node_info, self.keys.queue],
+                [self.node, len(self.server.sessions), DEAD_MS],
+            )
+
+        def figures(result: Any) -> dict[str, Any]:
+            nodes, clients, queued = (int(x) for x in result)
+            return {"nodes": nodes, "cluster_clients": clients, "queued": queued}
+
+        return self._when_up("stats").addCallback(ask).addCallback(figures)
+

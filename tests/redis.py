@@ -1,0 +1,104 @@
+"""
+A real C{redis-server} (Debian's package) on a free loopback port, for the
+tests of the Redis engine: started and stopped by its PID, restartable on
+the same port, and asked things with hiredis over a plain socket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from typing import Any
+
+import hiredis
+import txredisapi
+
+TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """
+    One C{redis-server} process, in memory only (nothing saved), on
+    127.0.0.1.  C{args} are more of its options (C{--requirepass ...}).
+    """
+
+    def __init__(self, workdir: str, *args: str, port: int | None = None) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise AssertionError(
+                "redis-server is not installed: scripts/install-test-deps installs it"
+            )
+        self.executable = executable
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = os.path.abspath(workdir)
+        self.args = args
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.password: str | None = None
+        if "--requirepass" in args:
+            self.password = args[args.index("--requirepass") + 1]
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.workdir, *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                self.call("PING")
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise AssertionError(f"redis-server on {self.port} never answered")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """
+        Kill it (SIGKILL, by PID): what a crash or an outage looks like.
+        """
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT)
+
+    def call(self, *args: Any, db: int = 0) -> Any:
+        """
+        One command, over a new connection; its reply.
+        """
+        packer = txredisapi.BaseRedisProtocol()
+        reader = hiredis.Reader()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            commands = []
+            if self.password is not None:
+                commands.append(("AUTH", self.password))
+            if db:
+                commands.append(("SELECT", db))
+            commands.append(args)
+            for command in commands:
+                sock.sendall(packer._build_command(*command))
+                while (reply := reader.gets()) is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionError("redis closed the connection")
+                    reader.feed(data)
+                if isinstance(reply, hiredis.ReplyError):
+                    raise AssertionError(f"{command[0]}: {reply}")
+            return reply
