@@ -78,6 +78,7 @@ class Daemon:
         command: list[str] | None = None,
         log_file: str | None = None,
         port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log_file = log_file
         os.makedirs(workdir, exist_ok=True)
@@ -104,7 +105,7 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=workdir,
-            env=environment(),
+            env={**environment(), **(env or {})},
         )
         self.lines: list[str] = []
         self._seen = threading.Condition()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from typing import Any
@@ -31,7 +32,9 @@ class RedisServer:
     127.0.0.1.  C{args} are more of its options (C{--requirepass ...}).
     """
 
-    def __init__(self, workdir: str, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: str, *args: str, port: int | None = None, tls: tuple[str, str] | None = None
+    ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise AssertionError(
@@ -42,6 +45,7 @@ class RedisServer:
         self.workdir = os.path.abspath(workdir)
         self.args = args
         self.port = port or free_port()
+        self.tls = tls  # (certificate, key): the port speaks TLS only
         self.process: subprocess.Popen[bytes] | None = None
         self.password: str | None = None
         if "--requirepass" in args:
@@ -50,12 +54,20 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self.tls is None:
+            ports = ["--port", str(self.port)]
+        else:
+            cert, key = self.tls
+            ports = [
+                "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no",
+            ]
         self.process = subprocess.Popen(
             [
-                self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
+                self.executable, *ports, "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.workdir, *self.args,
             ],
             stdout=subprocess.DEVNULL,
@@ -85,7 +97,11 @@ class RedisServer:
         """
         packer = txredisapi.BaseRedisProtocol()
         reader = hiredis.Reader()
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as plain:
+            sock = plain
+            if self.tls is not None:
+                context = ssl.create_default_context(cafile=self.tls[0])
+                sock = context.wrap_socket(plain, server_hostname="127.0.0.1")
             commands = []
             if self.password is not None:
                 commands.append(("AUTH", self.password))

@@ -6,6 +6,7 @@ its PID): one server, over real loopback sockets.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -329,3 +330,206 @@ class GameTests(ClusterTestCase):
 
     def _node_id(self, daemon: Daemon) -> str:
         return daemon.wait_for(r"engine: node (\w+) of the cluster").group(1)
+
+
+class TroubleTests(ClusterTestCase):
+    def test_redis_lost_then_back(self) -> None:
+        """
+        Redis goes away: clients stay, local traffic goes on, what needs
+        Redis answers engine_unavailable; once it is back, subscriptions and
+        queue entries are restored without restarting anything.
+        """
+        redis = self.redis()
+        a, b = self.nodes(redis, 2, "--no-auto-queue")
+        publisher, _ = self.connect(a, queued=False)
+        near, _ = self.connect(a, queued=False)
+        far, _ = self.connect(b, queued=False)
+        for client in (near, far):
+            client.send('room;{"type":"subscribe"}')
+            client.expect("subscribed")
+        waiting, waiting_id = self.connect(a, queued=False)
+        waiting.send(';{"type":"queue"}')
+        waiting.expect("queued")
+
+        redis.stop()
+        a.wait_for("engine: lost Redis")
+        b.wait_for("engine: lost Redis")
+        publisher.send('room;{"type":"publish","data":"local","id":1}')
+        [(_, error)] = publisher.expect("error")
+        self.assertEqual((error["code"], error["id"]), ("engine_unavailable", 1))
+        [(_, message)] = near.expect("message")
+        self.assertEqual(message["data"], "local")
+        for frame in (';{"type":"queue","id":2}', ';{"type":"stats","id":3}', ';{"type":"games","id":4}'):
+            publisher.send(frame)
+            [(_, error)] = publisher.expect("error")
+            self.assertEqual(error["code"], "engine_unavailable")
+        publisher.send(';{"type":"ping"}')
+        publisher.expect("pong")  # the connection goes on
+
+        redis.start()
+        a.wait_for("Redis is back")
+        b.wait_for("Redis is back")
+        publisher.send('room;{"type":"publish","data":"everywhere"}')
+        for client in (near, far):
+            [(_, message)] = client.expect("message")
+            self.assertEqual(message["data"], "everywhere")
+        other, _ = self.connect(b, queued=False)
+        other.send(';{"type":"queue"}')
+        other.expect("queued")
+        [(_, matched)] = other.expect("matched")
+        self.assertIn(waiting_id, matched["players"])
+        waiting.expect("matched")
+        for daemon in (a, b):
+            self.assertEqual(daemon.output.count("engine: lost Redis"), 1)  # logged once
+
+    def test_rediss(self) -> None:
+        from tests.test_tls import make_certificate
+
+        cert, key = make_certificate(Path(self.mktemp()).resolve())
+        redis = RedisServer(self.mktemp(), tls=(str(cert), str(key)))
+        self.addCleanup(redis.stop)
+        env = {"SSL_CERT_FILE": str(cert)}  # trust the test's own CA
+        a = self.start("--engine", redis.url, env=env)
+        b = self.start("--engine", redis.url, env=env)
+        for daemon in (a, b):
+            daemon.wait_for(r"engine: node \w+ of the cluster on rediss://")
+        self.matched_pair(a, b)
+
+
+class TransportTests(ClusterTestCase):
+    def test_browser_on_one_node_and_telnet_on_another(self) -> None:
+        from tests.test_websocket import WebSocketClient
+
+        redis = self.redis()
+        a = self.node(redis, "--web", "tcp:0:interface=127.0.0.1", "--hurry", "0")
+        b = self.node(redis, "--hurry", "0")
+        assert a.web_port is not None
+        browser = WebSocketClient(a.web_port)
+        self.addCleanup(browser.close)
+        [(_, me)] = browser.expect("welcome")
+        browser.expect("queued")
+        telnet, them = self.connect(b)
+        [(_, matched)] = browser.expect("matched")
+        self.assertEqual(telnet.expect("matched")[0][1]["channel"], matched["channel"])
+        lobby = matched["channel"]
+        browser.expect("round")
+        telnet.expect("round")
+        browser.send(lobby + ';{"type":"move","move":"rock"}')
+        telnet.send(lobby + ';{"type":"move","move":"scissors"}')
+        for client in (browser, telnet):
+            [_, _, (_, result), (_, over), _] = client.expect(
+                "moved", "moved", "result", "game_over", "closed"
+            )
+            self.assertEqual(result["winners"], [me["client"]])
+        browser.send(lobby + ';{"type":"publish","data":1}')  # the lobby is closed now
+        [(_, error)] = browser.expect("error")
+        self.assertEqual(error["code"], "forbidden")
+
+
+class SoakTests(ClusterTestCase):
+    def test_600_clients_on_3_nodes_for_30_seconds(self) -> None:
+        """
+        600 clients, a third on each node, play game after game for 30
+        seconds, matched across nodes as they come: every result reaches
+        every player of its game.
+        """
+        redis = self.redis()
+        nodes = self.nodes(redis, 3, "--max-clients", "2000", "--hurry", "0")
+        report = soak([n.port for n in nodes], clients=600, seconds=30.0)
+        self.assertEqual(report["errors"], [])
+        self.assertGreater(report["games"], 600)
+        # (A node sends the queue requests of one reactor turn to Redis in
+        # one write, and Redis pairs arrivals in the order it reads them:
+        # players of one node meet more often than chance would have it.)
+        self.assertGreater(report["cross_node_games"], 200)
+        self.assertEqual(report["missing"], [])
+
+
+def soak(ports: list[int], clients: int, seconds: float) -> dict[str, Any]:
+    """
+    Drive C{clients} players (spread over C{ports}) that move at once in
+    every round and queue again after every game, for C{seconds}; then let
+    the games under way finish.  For each game, each of its players' view
+    (results and game over) must be the same.
+    """
+    import random
+    import selectors
+    import socket
+
+    rng = random.Random(12)
+    later: list[tuple[float, Any]] = []  # (when, player) to queue again
+
+    selector = selectors.DefaultSelector()
+    players = []
+    for i in range(clients):
+        sock = socket.create_connection(("127.0.0.1", ports[i % len(ports)]), timeout=TIMEOUT)
+        sock.setblocking(False)
+        player = {"sock": sock, "buffer": b"", "node": i % len(ports), "games": {}, "playing": None}
+        players.append(player)
+        selector.register(sock, selectors.EVENT_READ, player)
+    views: dict[str, dict[int, list[Any]]] = {}  # lobby -> player index -> frames
+    nodes_of: dict[str, set[int]] = {}
+    errors: list[Any] = []
+    games = 0
+    stop_queueing = time.monotonic() + seconds
+    deadline = stop_queueing + 20.0
+    while time.monotonic() < deadline:
+        if time.monotonic() > stop_queueing and not later and not any(p["playing"] for p in players):
+            break
+        now = time.monotonic()
+        due = [item for item in later if item[0] <= now]
+        rng.shuffle(due)  # (a slow loop must not queue a game's players in a row)
+        for when, player in due:
+            later.remove((when, player))
+            player["sock"].sendall(b';{"type":"queue"}\n')
+        for key, _ in selector.select(timeout=0.01):
+            player = key.data
+            index = id(player)
+            try:
+                data = player["sock"].recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                errors.append("a connection was closed")
+                selector.unregister(player["sock"])
+                continue
+            player["buffer"] += data
+            *lines, player["buffer"] = player["buffer"].split(b"\n")
+            out = []
+            for line in lines:
+                channel, _, document = line.decode().partition(";")
+                body = json.loads(document)
+                kind = body["type"]
+                if kind == "error":
+                    errors.append(body)
+                elif kind == "matched":
+                    player["playing"] = body["channel"]
+                    views.setdefault(body["channel"], {})[index] = []
+                    nodes_of.setdefault(body["channel"], set()).add(player["node"])
+                elif kind == "round":
+                    out.append(f'{channel};{{"type":"move","move":"rock"}}\n')
+                elif kind in ("result", "game_over"):
+                    views[channel][index].append(body)
+                    if kind == "game_over":
+                        player["playing"] = None
+                        if time.monotonic() < stop_queueing:
+                            # A moment apart, so that players of one game
+                            # meet players of other nodes' games next.
+                            later.append((time.monotonic() + rng.uniform(0, 0.3), player))
+            if out:
+                player["sock"].sendall("".join(out).encode())
+    for player in players:
+        player["sock"].close()
+    missing = []
+    for lobby, seen in views.items():
+        finished = [frames for frames in seen.values() if frames and frames[-1]["type"] == "game_over"]
+        if len(finished) != len(seen) or any(f != finished[0] for f in finished):
+            missing.append((lobby, seen))
+        else:
+            games += 1
+    return {
+        "errors": errors[:10],
+        "games": games,
+        "cross_node_games": sum(1 for n in nodes_of.values() if len(n) > 1),
+        "missing": missing[:3],
+    }

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from soukets.options import Options
 from soukets.service import SouketsService, make_service
 
+from tests.redis import RedisServer
 from tests.support import Harness
 
 
@@ -199,6 +200,9 @@ ROWS: dict[str, tuple[tuple[str, ...], Callable[[Wired], Any], Any, Any]] = {
     "no-spectators": (("--no-spectators",), lambda w: w.send(w.connect(), ';{"type":"games"}')[-1]["type"], "games", "error"),
     "web-ping": (("--web-ping", "5"), lambda w: [c.factory.resource.children[b"ws"]._factory.autoPingInterval for c in w.service if getattr(c, "option", None) == "web"], [30.0], [5.0]),
     "web-origin": (("--web-origin", "https://Example.org:443"), origins, [], ["https://example.org"]),
+    # ({redis}: the URL of a real Redis the test starts.)
+    "engine": (("--engine", "{redis}"), lambda w: type(w.service.engine).__name__, "LocalEngine", "RedisEngine"),
+    "engine-prefix": (("--engine", "{redis}", "--engine-prefix", "eu"), lambda w: getattr(getattr(w.service.engine, "keys", None), "prefix", None), None, "eu"),
 }
 
 
@@ -208,7 +212,13 @@ class OptionWiringTests(SynchronousTestCase):
         self.assertEqual(names - ROWS.keys(), set(), "options without a wiring row")
 
     def test_rows(self) -> None:
+        redis = None
         for option, (args, observe, default, changed) in ROWS.items():
+            if "{redis}" in args:
+                if redis is None:
+                    redis = RedisServer(self.mktemp())
+                    self.addCleanup(redis.stop)
+                args = tuple(redis.url if arg == "{redis}" else arg for arg in args)
             with self.subTest(option=option):
                 if option == "counter-file":
                     self.assertEqual(observe(Wired(self)), default)

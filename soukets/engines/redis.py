@@ -50,6 +50,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -89,6 +90,8 @@ FRESH_MS = 2500
 """Queue entries of a node that has not beaten for this long are not matched."""
 CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 5.0
+STOP_TIMEOUT = 2.0
+"""Seconds a stopping node waits for Redis at most."""
 MAX_BACKLOG = 16 * 1024 * 1024
 """Bytes of commands not yet taken by Redis past which it is not keeping up."""
 NODE_LOST = "node_lost"
@@ -489,12 +492,12 @@ class RedisEngine(Service):
     listeners, stopped after every client is gone.
     """
 
-    name = "engine"
     log = Logger()
 
     def __init__(
         self, address: RedisAddress, node: str, clock: IReactorTime, prefix: str = DEFAULT_PREFIX
     ) -> None:
+        self.name = str(address)
         self.address = address
         self.node = node
         self.keys = Keys(prefix)
@@ -582,19 +585,25 @@ class RedisEngine(Service):
         self._flush()
         if self.up:
             try:
-                await self._purge(self.node)
+                await self._purge(self.node).addTimeout(STOP_TIMEOUT, self.clock)
             except Exception as e:
                 self.log.warn("engine: could not clean up in Redis: {e}", e=e)
         for factory in self._factories:
-            await factory.disconnect()
+            try:
+                await factory.disconnect().addTimeout(STOP_TIMEOUT, self.clock)
+            except Exception:
+                pass  # (the process ends anyway)
 
     def _commands_ready(self, protocol: Any) -> None:
         self._commands = protocol
         # Past this much unsent output, Redis is not keeping up: what would
         # go to other nodes is refused (engine_unavailable) rather than
         # held in memory without end.
-        protocol.transport.bufferSize = MAX_BACKLOG
-        protocol.transport.registerProducer(_Backlog(self), True)
+        transport = protocol.transport
+        if isinstance(transport, TLSMemoryBIOProtocol):
+            transport = transport.transport  # (the TCP connection under TLS)
+        transport.bufferSize = MAX_BACKLOG
+        transport.registerProducer(_Backlog(self), True)
         self._maybe_up()
 
     def _subscriber_ready(self, protocol: Any) -> None:
