@@ -118,3 +118,29 @@ class RedisServer:
                 if isinstance(reply, hiredis.ReplyError):
                     raise AssertionError(f"{command[0]}: {reply}")
             return reply
+
+
+class RedisConnection:
+    """
+    One lasting blocking connection to a L{RedisServer} (for tests that
+    call it from several threads at once, each with its own).
+    """
+
+    def __init__(self, server: RedisServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        self.packer = txredisapi.BaseRedisProtocol()
+        self.reader = hiredis.Reader()
+
+    def call(self, *args: Any) -> Any:
+        self.sock.sendall(self.packer._build_command(*args))
+        while (reply := self.reader.gets()) is False:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("redis closed the connection")
+            self.reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise AssertionError(f"{args[0]}: {reply}")
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()

@@ -106,6 +106,10 @@ def decode_node_message(message: bytes) -> tuple[str, list[tuple[str, Record]]]:
     """
     header_line, _, body = message.partition(b"\n")
     header = json.loads(header_line)
+    if not isinstance(header, list) or not header or not all(
+        isinstance(item, list) and len(item) == 2 for item in header[1:]
+    ):
+        raise ValueError("not a node message")
     sender, records, at = str(header[0]), [], 0
     for route, record in header[1:]:
         if isinstance(record, int):
@@ -115,6 +119,8 @@ def decode_node_message(message: bytes) -> tuple[str, list[tuple[str, Record]]]:
             records.append((str(route), record))
         else:
             raise ValueError(f"bad record {record!r}")
+    if at != len(body):
+        raise ValueError("the lengths do not add up to the bytes that came")
     return sender, records
 
 
