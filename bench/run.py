@@ -40,7 +40,7 @@ from dialects import DIALECTS, WS_DIALECTS  # noqa: E402
 
 # The floor runs first: the others' paced pairs use its rate.
 TCP_SERVERS = ["floor", "soukets", "redis", "nats"]
-ALL_SERVERS = ["floor", "wsfloor", "soukets", "redis", "nats"]
+ALL_SERVERS = ["floor", "wsfloor", "soukets", "redis", "nats", "soukets-redis1", "soukets-redis2"]
 
 
 @attrs.frozen
@@ -78,16 +78,17 @@ class Scenario:
         """
         # A WebSocket scenario runs its TCP namesake's code (wsfanout: fanout).
         code_name = self.name.removeprefix("ws") if self.transport == "websocket" else self.name
+        code_name = code_name.removeprefix("x")  # (xfanout: fanout across nodes)
         run = getattr(scenarios, code_name)
         params = dict(self.quick if quick else self.full)
         if self.name == "resume":
             params.pop("timeout")  # (it is soukets' --move-timeout)
         if self.name == "pairs" and floor is not None:
             params["reference_rate"] = floor["messages_per_s"]
-        kind = "soukets" if servers.is_soukets(server.kind) else server.kind
+        kind = "soukets" if servers.is_soukets(server.kind) or servers.cluster_size(server.kind) else server.kind
         if self.transport == "websocket":
             return run(server, WS_DIALECTS[kind], **params)
-        if self.name in ("fanout", "pairs", "conns", "presence", "storm"):
+        if code_name in ("fanout", "pairs", "conns", "presence", "storm"):
             return run(server, DIALECTS[kind], **params)
         return run(server, **params)
 
@@ -122,6 +123,16 @@ SCENARIOS = [
     Scenario("resume", ("soukets",), "p99_ms", False,
              full={"clients": 2000, "timeout": 60.0},
              quick={"clients": 100, "timeout": 60.0}),
+    # Across nodes: publisher on the first node, subscribers (or players)
+    # spread over the nodes; the same code against one process and against
+    # Redis' own pub/sub.
+    Scenario("xfanout", ("soukets", "redis", "soukets-redis1", "soukets-redis2"),
+             "deliveries_per_s", True,
+             full={"subscribers": 100, "messages": 20000, "window": 1000},
+             quick={"subscribers": 20, "messages": 2000, "window": 200}),
+    Scenario("xgames", ("soukets", "soukets-redis1", "soukets-redis2"), "games_per_s", True,
+             full={"clients": 1000, "games_each": 5},
+             quick={"clients": 100, "games_each": 2}),
     Scenario("timers", ("soukets",), "p99_ms", False,
              full={"rounds": 5000, "timeout": 5.0, "start_rate": 2000.0},
              quick={"rounds": 100, "timeout": 1.0, "start_rate": 1000.0}),

@@ -161,16 +161,19 @@ class Counting(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-async def open_connections(port: int, protocols: list[asyncio.Protocol]) -> None:
+async def open_connections(port: int | list[int], protocols: list[asyncio.Protocol]) -> None:
     """
     Connect every protocol in C{protocols} to 127.0.0.1:C{port},
-    L{CONNECT_BATCH} at a time.
+    L{CONNECT_BATCH} at a time (given several ports, the nodes of a
+    cluster, the protocols take them in turn).
     """
     loop = asyncio.get_running_loop()
+    ports = port if isinstance(port, list) else [port]
     for start in range(0, len(protocols), CONNECT_BATCH):
         batch = protocols[start:start + CONNECT_BATCH]
         await within(asyncio.gather(*(
-            loop.create_connection(lambda p=p: p, "127.0.0.1", port) for p in batch
+            loop.create_connection(lambda p=p: p, "127.0.0.1", ports[(start + i) % len(ports)])
+            for i, p in enumerate(batch)
         )), "connecting")
     # A WebSocket client sends nothing before the server has answered its
     # upgrade request.
@@ -235,7 +238,10 @@ async def fanout(server: RunningServer, dialect: Dialect, subscribers: int = 100
     subs = [Counting(dialect, lambda c, n: progress.set(), check_order=(i == 0))
             for i in range(subscribers)]
     publisher = Counting(dialect)
-    await open_connections(server.port, [*subs, publisher])
+    # (On a cluster the subscribers take the nodes in turn, the publisher
+    # is on the first.)
+    await open_connections(server.ports, subs)
+    await open_connections(server.port, [publisher])
     for index, sub in enumerate(subs):
         subscribe = dialect.subscribe("bench")
         if presence and index % 2:
@@ -509,7 +515,7 @@ async def games(server: RunningServer, clients: int = 1000,
             fail(f"error frame {frame}")
 
     players = [Player(on_frame) for _ in range(clients)]
-    await open_connections(server.port, players)
+    await open_connections(server.ports, players)
     await wait_until(lambda: all(p.client_id for p in players), "the welcomes")
     usage = Usage(server)
     usage.start()
@@ -595,7 +601,7 @@ async def resume(server: RunningServer, clients: int = 2000) -> dict[str, float]
             fail(f"error frame {frame}")
 
     players = [Player(on_frame) for _ in range(clients)]
-    await open_connections(server.port, players)
+    await open_connections(server.ports, players)
     await wait_until(lambda: all(p.client_id for p in players), "the welcomes")
     for player in players:
         player.send("", {"type": "queue"})

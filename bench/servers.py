@@ -8,6 +8,7 @@ server process from /proc: its RSS, its CPU time and its open files.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -93,6 +94,13 @@ class RunningServer:
     process: subprocess.Popen
 
     @property
+    def ports(self) -> list[int]:
+        """
+        Where clients may connect (one port; several for a cluster).
+        """
+        return [self.port]
+
+    @property
     def pid(self) -> int:
         return self.process.pid
 
@@ -128,6 +136,54 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
+
+
+@attrs.define
+class Cluster:
+    """
+    soukets nodes on one Redis (kind C{soukets-redisN}, N nodes), started
+    and stopped together.  Clients may connect to any of L{ports}; the CPU
+    and memory figures are those of every process, Redis included.
+    """
+
+    kind: str
+    nodes: list[RunningServer]
+    redis: RunningServer
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def _all(self) -> list[RunningServer]:
+        return [*self.nodes, self.redis]
+
+    def rss_kib(self) -> int:
+        return sum(p.rss_kib() for p in self._all())
+
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds() for p in self._all())
+
+    def redis_cpu_seconds(self) -> float:
+        return self.redis.cpu_seconds()
+
+    def open_files(self) -> int:
+        return sum(p.open_files() for p in self.nodes)
+
+    def stop(self) -> None:
+        for process in reversed(self._all()):
+            process.stop()
+
+
+def cluster_size(kind: str) -> int:
+    """
+    How many nodes server C{kind} has (0: it is not a cluster).
+    """
+    match = re.fullmatch(r"soukets-redis(\d)", kind)
+    return int(match.group(1)) if match else 0
 
 
 def is_soukets(kind: str) -> bool:
@@ -182,18 +238,35 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
 
 def start(kind: str, workdir: str, soukets_args: list[str] = (),
           profile: str | None = None, code: Path = CHECKOUT,
-          web: bool = False) -> RunningServer:
+          web: bool = False) -> RunningServer | Cluster:
     """
     Start server C{kind} on a free loopback port, soukets from the source
     tree C{code} (with C{web}, its web site on that port); return once it
-    accepts connections.
+    accepts connections.  A cluster's processes are not pinned: its nodes
+    share the machine's CPUs with the load generator.
     """
+    size = cluster_size(kind)
+    if size:
+        redis = start("redis", workdir)
+        engine = ["--engine", f"redis://127.0.0.1:{redis.port}"]
+        nodes = []
+        for _ in range(size):
+            port = free_port()
+            argv = server_argv("soukets", port, workdir, [*soukets_args, *engine], None, code, web)
+            nodes.append(_started("soukets", port, subprocess.Popen(
+                argv, cwd=workdir, env=dict(os.environ, PYTHONPATH=str(code)),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        return Cluster(kind, nodes, redis)
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(code))
     process = subprocess.Popen(
         _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web)),
         cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return _started(kind, port, process)
+
+
+def _started(kind: str, port: int, process: subprocess.Popen) -> RunningServer:
     server = RunningServer(kind, port, process)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

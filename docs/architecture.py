@@ -24,6 +24,8 @@ BOXES = {
     "hub": (1, 3, "hub.py + outbox.py", "core"),
     "lobby": (2, 3, "lobby.py + matchmaking.py", "core"),
     "games": (2, 4, "games/ (rps, chat, plugins)", "core"),
+    "redis": (1, 4, "engines/redis.py (Redis)", "adapter"),
+    "cluster": (0, 4, "engines/cluster.py", "core"),
 }
 ARROWS = [
     ("tcp", "connection"),
@@ -37,6 +39,9 @@ ARROWS = [
     ("session", "lobby"),
     ("lobby", "hub"),
     ("lobby", "games"),
+    ("hub", "redis"),
+    ("lobby", "redis"),
+    ("redis", "cluster"),
 ]
 WIDTH, HEIGHT, GAP_X, GAP_Y = 220, 44, 40, 36
 COLOURS = {"adapter": "#dbe8fb", "core": "#e3f4e1"}

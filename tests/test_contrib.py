@@ -157,3 +157,22 @@ class SocketActivationTests(SynchronousTestCase):
         self.assertEqual(len(said), 1, said)
         self.assertIn("systemd passed no socket for it", said[0])
         self.assertIn("systemd-socket-activate", said[0])
+
+
+class ClusterExampleTests(SynchronousTestCase):
+    def test_every_node_command_is_accepted(self) -> None:
+        """
+        The three nodes of contrib/cluster/compose.yaml run a command line
+        the daemon accepts, on one Redis, and HAProxy balances over them.
+        """
+        compose = (CHECKOUT / "contrib" / "cluster" / "compose.yaml").read_text()
+        commands = re.findall(r'command: sh -c "pip install --quiet /src && soukets (.*)"', compose)
+        self.assertEqual(len(commands), 3)
+        engines = set()
+        for command in commands:
+            options = Options()
+            options.parseOptions(shlex.split(command) + ["--counter-file", self.mktemp() + "/c.json"])
+            engines.add(options["engine"])
+        self.assertEqual(engines, {"redis://redis:6379"})
+        haproxy = (CHECKOUT / "contrib" / "cluster" / "haproxy.cfg").read_text()
+        self.assertEqual(re.findall(r"server (node\d) \1:7777", haproxy), ["node1", "node2", "node3"])

@@ -13,7 +13,6 @@ from soukets.engines import EngineURLError, RedisAddress, parse_engine
 from soukets.engines.cluster import (
     MAX_COUNTED_CHANNELS,
     MESSAGE,
-    PRESENCE,
     GapCounter,
     Liveness,
     NodeBatch,

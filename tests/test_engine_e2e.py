@@ -436,7 +436,8 @@ class SoakTests(ClusterTestCase):
         redis = self.redis()
         nodes = self.nodes(redis, 3, "--max-clients", "2000", "--hurry", "0")
         report = soak([n.port for n in nodes], clients=600, seconds=30.0)
-        self.assertEqual(report["errors"], [])
+        said = [line for n in nodes for line in n.lines if "#warn" in line or "#error" in line]
+        self.assertEqual(report["errors"], [], f"the nodes said: {said[:20]}")
         self.assertGreater(report["games"], 600)
         # (A node sends the queue requests of one reactor turn to Redis in
         # one write, and Redis pairs arrivals in the order it reads them:
@@ -503,6 +504,8 @@ def soak(ports: list[int], clients: int, seconds: float) -> dict[str, Any]:
                 if kind == "error":
                     errors.append(body)
                 elif kind == "matched":
+                    if player["playing"] is not None:
+                        errors.append(f"matched into {body['channel']} while in {player['playing']}")
                     player["playing"] = body["channel"]
                     views.setdefault(body["channel"], {})[index] = []
                     nodes_of.setdefault(body["channel"], set()).add(player["node"])

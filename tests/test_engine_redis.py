@@ -13,24 +13,14 @@ import threading
 from typing import Any, Callable
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from soukets.engines import parse_engine
 from soukets.engines.cluster import MESSAGE, encode_channel_message
-from soukets.engines.redis import (
-    BEAT_SCRIPT,
-    DEAD_MS,
-    FRESH_MS,
-    JOIN_SCRIPT,
-    PURGE_SCRIPT,
-    QUEUE_SCRIPT,
-    EngineState,
-    Keys,
-    RedisEngine,
-    reserve_node,
-)
+from soukets.engines.redis import DEAD_MS, FRESH_MS, EngineState, RedisEngine, reserve_node
+from soukets.engines.store import BEAT_SCRIPT, JOIN_SCRIPT, PURGE_SCRIPT, QUEUE_SCRIPT, Keys
 from soukets.server import Server, ServerSettings
 from tests.redis import RedisConnection, RedisServer
 from tests.support import Harness

@@ -16,6 +16,11 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.daemon import CHECKOUT, Client, Daemon
+from tests.redis import RedisServer
+
+
+def redis_in(options: list[str]) -> bool:
+    return any(option.startswith("redis://") for option in options)
 
 REFERENCE = CHECKOUT / "docs" / "protocol.rst"
 _BLOCK = re.compile(
@@ -86,8 +91,15 @@ class ReferenceExampleTests(SynchronousTestCase):
 
     def play(self, name: str, lines: list[str]) -> None:
         assert lines[0].startswith("# "), f"{name}: the first line gives the options"
-        daemon = Daemon(self.mktemp(), *shlex.split(lines[0][2:]))
+        options = shlex.split(lines[0][2:])
+        if "redis://" in options:  # (a Redis of the test's own)
+            redis = RedisServer(self.mktemp())
+            self.addCleanup(redis.stop)
+            options[options.index("redis://")] = redis.url
+        daemon = Daemon(self.mktemp(), *options)
         self.addCleanup(daemon.stop)
+        if redis_in(options):
+            daemon.wait_for("engine: node")
         clients: dict[str, Client] = {}
         matcher = Matcher()
         for number, line in enumerate(lines[1:], start=2):

@@ -38,7 +38,7 @@ import json
 import secrets
 import socket
 import ssl as _ssl
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 import hiredis
@@ -55,6 +55,18 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from soukets.engines import DEFAULT_PREFIX, IEngine, RedisAddress
+from soukets.engines.store import (
+    BEAT_SCRIPT,
+    JOIN_SCRIPT,
+    PURGE_SCRIPT,
+    QUEUE_SCRIPT,
+    RENAME_SCRIPT,
+    REMOVE_SCRIPT,
+    RESERVE,
+    RESTORE_SCRIPT,
+    STATS_SCRIPT,
+    Keys,
+)
 from soukets.engines.cluster import (
     MESSAGE,
     PRESENCE,
@@ -97,180 +109,6 @@ MAX_BACKLOG = 16 * 1024 * 1024
 NODE_LOST = "node_lost"
 CLAIM_TIMEOUT = 2.0
 """Seconds a node has to confirm its clients a lobby is taking."""
-
-# Lua scripts.  Node entries live in the sorted set KEYS nodes (score: the
-# last beat, in ms of Redis' clock); queue entries are "NODE|ROUTE" in a
-# sorted set scored by arrival, with the client's id and name beside them.
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-RESERVE = _NOW + """
-return redis.call('ZADD', KEYS[1], 'NX', now, ARGV[1])
-"""
-
-BEAT_SCRIPT = _NOW + """
-local added = redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[3]), '+inf')
-local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])))
-return {added, live, stale}
-"""
-
-STATS_SCRIPT = _NOW + """
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[3]), '+inf')
-local clients = 0
-for _, node in ipairs(live) do
-  clients = clients + tonumber(redis.call('HGET', KEYS[2], node) or '0')
-end
-return {#live, clients, redis.call('ZCARD', KEYS[3])}
-"""
-
-# KEYS: queue, arrivals counter, entry info, nodes
-# ARGV: member (or ''), its info, lobby size, freshness in ms, mode
-# mode 'full': take a group only if there are enough fresh entries;
-# mode 'any': take up to a group (bots fill the rest).
-QUEUE_SCRIPT = _NOW + """
-if ARGV[1] ~= '' then
-  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
-  end
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-end
-local size = tonumber(ARGV[3])
-local waiting = redis.call('ZCARD', KEYS[1])
-local group = {}
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, size + 199)) do
-  local node = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
-  local beat = redis.call('ZSCORE', KEYS[4], node)
-  if beat and tonumber(beat) >= now - tonumber(ARGV[4]) then
-    table.insert(group, member)
-    if #group == size then break end
-  end
-end
-if #group < size and (ARGV[5] == 'full' or #group == 0) then
-  return {waiting, {}}
-end
-local taken = {}
-for _, member in ipairs(group) do
-  table.insert(taken, member)
-  table.insert(taken, redis.call('ZSCORE', KEYS[1], member))
-  table.insert(taken, redis.call('HGET', KEYS[3], member) or '[]')
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[3], member)
-end
-return {waiting, taken}
-"""
-
-# Put back entries taken by QUEUE_SCRIPT (ARGV: member, score, info, ...),
-# at their old places.
-RESTORE_SCRIPT = """
-for i = 1, #ARGV, 3 do
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[i + 1], ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
-end
-return #ARGV / 3
-"""
-
-REMOVE_SCRIPT = """
-redis.call('HDEL', KEYS[2], ARGV[1])
-return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
-
-RENAME_SCRIPT = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-end
-return 0
-"""
-
-# Channel members of every node: a hash per channel ("NODE|ROUTE" -> [id,
-# name]) and, per node, the set of channels it has members on.
-JOIN_SCRIPT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-return 0
-"""
-
-# KEYS: nodes, node info, queue, entry info, games, the node's channels.
-# ARGV: node, the prefix of channel member hashes.
-PURGE_SCRIPT = """
-local node = ARGV[1]
-local gone = redis.call('ZREM', KEYS[1], node)
-redis.call('HDEL', KEYS[2], node)
-local mine = node .. '|'
-for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  if string.sub(member, 1, #mine) == mine then
-    redis.call('ZREM', KEYS[3], member)
-    redis.call('HDEL', KEYS[4], member)
-  end
-end
-local games = 'lobby:' .. node .. '.'
-for _, lobby in ipairs(redis.call('HKEYS', KEYS[5])) do
-  if string.sub(lobby, 1, #games) == games then
-    redis.call('HDEL', KEYS[5], lobby)
-  end
-end
-for _, channel in ipairs(redis.call('SMEMBERS', KEYS[6])) do
-  local key = ARGV[2] .. channel
-  for _, member in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(member, 1, #mine) == mine then
-      redis.call('HDEL', key, member)
-    end
-  end
-end
-redis.call('DEL', KEYS[6])
-return gone
-"""
-
-
-@attrs.frozen
-class Keys:
-    """
-    The names of everything a cluster keeps in Redis, under its prefix.
-    """
-
-    prefix: str = DEFAULT_PREFIX
-
-    @property
-    def nodes(self) -> str:
-        return f"{self.prefix}:nodes"
-
-    @property
-    def node_info(self) -> str:
-        return f"{self.prefix}:node-clients"
-
-    @property
-    def queue(self) -> str:
-        return f"{self.prefix}:queue"
-
-    @property
-    def arrivals(self) -> str:
-        return f"{self.prefix}:queue-arrivals"
-
-    @property
-    def entries(self) -> str:
-        return f"{self.prefix}:queue-entries"
-
-    @property
-    def games(self) -> str:
-        return f"{self.prefix}:games"
-
-    def channel(self, name: str) -> str:
-        return f"{self.prefix}:c:{name}"
-
-    def members(self, name: str) -> str:
-        return f"{self.prefix}:m:{name}"
-
-    def node_channels(self, node: str) -> str:
-        return f"{self.prefix}:node-channels:{node}"
-
-    def inbox(self, node: str) -> str:
-        return f"{self.prefix}:n:{node}"
-
 
 class EngineUnreachable(Exception):
     """
@@ -1288,8 +1126,7 @@ class RedisEngine(Service):
                 here.append((e, session))
                 players.append(session)
             elif claim.answers.get((e.node, e.route)):
-                proxy = self._proxies.get((e.node, e.route)) or self._proxy(e.node, e.route, e.client, e.name)
-                players.append(proxy)
+                players.append(self._fresh_proxy(e))
             else:
                 missing = True
                 if (e.node, e.route) not in claim.answers:
@@ -1310,6 +1147,22 @@ class RedisEngine(Service):
                 lambda f: None
             )
         claim.done.callback(None)
+
+    def _fresh_proxy(self, e: _Entry) -> RemoteSession:
+        """
+        The proxy of a client its node just confirmed as waiting in the
+        queue.  One left from before that still sits in a game here (its
+        node gave that game up for lost, and says so later) is taken for
+        disconnected: a client plays in one lobby at a time.
+        """
+        old = self._proxies.get((e.node, e.route))
+        if old is not None:
+            lobbies = self.server.lobbies
+            if lobbies.lobby_of(old) is None and not lobbies.watching(old):
+                return old
+            del self._proxies[(e.node, e.route)]
+            old.connection_lost()
+        return self._proxy(e.node, e.route, e.client, e.name)
 
     def _form(self, taken: list[Any]) -> None:
         def form(players: list[Session] | None) -> None:
