@@ -367,6 +367,7 @@ class RedisEngine(Service):
         self._queued: dict[Session, str] = {}  # local session -> queue entry
         self._proxies: dict[tuple[str, str], RemoteSession] = {}
         self._claims: dict[int, _Claim] = {}
+        self._unanswered: dict[Session, Any] = {}  # queue requests Redis has not answered
         self._claim_ids = itertools.count(1)
         self.dropped_batches = 0
 
@@ -856,6 +857,9 @@ class RedisEngine(Service):
                 self.enqueue(session, quiet=True).addErrback(lambda f: None)
         elif op == "seat":  # it plays in a game there
             self._queued.pop(session, None)
+            say_queued = self._unanswered.get(session)
+            if say_queued is not None:
+                say_queued(self.server.lobbies.lobby_size)
             client = str(record["client"])
             if client != session.client_id:
                 self.server.adopt(session, client)
@@ -939,6 +943,7 @@ class RedisEngine(Service):
         for node in self._links.pop(session, ()):
             self._to_node(node, session.route, {"op": "gone"})
         self._routes.pop(session.route, None)
+        self._unanswered.pop(session, None)
         self._plays.pop(session, None)
         self._watches.pop(session, None)
 
@@ -1010,17 +1015,25 @@ class RedisEngine(Service):
                 [entry, self._info(player), lobbies.lobby_size, FRESH_MS, "full"],
             )
 
-        def answer(result: Any) -> None:
-            waiting, taken = result
-            if player.connected and not quiet:
+        def say_queued(waiting: int) -> None:
+            if self._unanswered.pop(player, None) is not None and player.connected and not quiet:
                 player.send(encode_frame(CONTROL, with_id({
-                    "type": "queued", "waiting": min(int(waiting), lobbies.lobby_size),
+                    "type": "queued", "waiting": min(waiting, lobbies.lobby_size),
                     "lobby_size": lobbies.lobby_size,
                 }, frame_id)))
+
+        # (Said at the latest before "matched": the lobby may be formed by
+        # another node, whose word can come before Redis' answer here.)
+        self._unanswered[player] = say_queued
+
+        def answer(result: Any) -> None:
+            waiting, taken = result
+            say_queued(int(waiting))
             if taken:
                 self._form(taken)
 
         def refused(failure: Failure) -> None:
+            self._unanswered.pop(player, None)
             if self._queued.get(player) == entry:
                 del self._queued[player]
             error = failure.value if failure.check(ProtocolError) else self._unavailable("queueing")
