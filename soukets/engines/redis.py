@@ -248,36 +248,41 @@ class EngineState(enum.Enum):
     DOWN = "down"  # lost; reconnecting
 
 
-class _Commands(txredisapi.RedisProtocol):
+class _Reporting:
     """
-    The connection for commands: tells the engine when it is usable and
-    when it is lost.
+    A Redis connection that tells the engine when it is usable (logged in,
+    its db selected) and when it is lost.
     """
 
+    factory: Any
+    _ready: bool
+    ready_hook = ""
+
     def connectionMade(self) -> Any:
-        d = super().connectionMade()
-        d.addCallback(lambda _: self._ready and self.factory.engine._commands_ready(self))
+        d = super().connectionMade()  # type: ignore[misc]
+        d.addCallback(lambda _: self._ready and getattr(self.factory.engine, self.ready_hook)(self))
         return d
 
     def connectionLost(self, why: Failure) -> None:
-        super().connectionLost(why)
+        super().connectionLost(why)  # type: ignore[misc]
         self.factory.engine._lost(self, why)
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _Commands(_Reporting, txredisapi.RedisProtocol):
+    """
+    The connection for commands (scripts, publishes).
+    """
+
+    ready_hook = "_commands_ready"
+
+
+class _Subscriber(_Reporting, txredisapi.SubscriberProtocol):
     """
     The connection for subscriptions: messages, and the confirmations of
     the engine's own batched SUBSCRIBE commands, go to the engine.
     """
 
-    def connectionMade(self) -> Any:
-        d = super().connectionMade()
-        d.addCallback(lambda _: self._ready and self.factory.engine._subscriber_ready(self))
-        return d
-
-    def connectionLost(self, why: Failure) -> None:
-        super().connectionLost(why)
-        self.factory.engine._lost(self, why)
+    ready_hook = "_subscriber_ready"
 
     def replyReceived(self, reply: Any) -> None:
         if isinstance(reply, list) and len(reply) == 3:
