@@ -16,12 +16,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "wsfloor": "#bcbd22", "redis": "#1f77b4", "nats": "#2ca02c"}
+COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "wsfloor": "#bcbd22", "redis": "#1f77b4", "nats": "#2ca02c",
+           "soukets-redis1": "#9467bd", "soukets-redis2": "#8c564b"}
 BASELINE = "#ff9896"  # soukets@REF, an earlier soukets
 
 # (scenario, figure, title, scale)
 PANELS = [
     ("fanout", "deliveries_per_s", "fanout: deliveries/s (millions)", 1e-6),
+    ("xfanout", "deliveries_per_s", "across nodes, fanout: deliveries/s (millions)", 1e-6),
+    ("xgames", "games_per_s", "across nodes: games/s", 1),
     ("pairs", "messages_per_s", "pairs: messages/s (thousands)", 1e-3),
     ("conns", "kib_per_conn", "conns: server RSS per idle connection (KiB)", 1),
     ("wsfanout", "deliveries_per_s", "WebSocket fanout: deliveries/s (millions)", 1e-6),

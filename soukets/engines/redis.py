@@ -372,6 +372,7 @@ class RedisEngine(Service):
         self._queued: dict[Session, str] = {}  # local session -> queue entry
         self._proxies: dict[tuple[str, str], RemoteSession] = {}
         self._claims: dict[int, _Claim] = {}
+        self._listed: set[str] = set()  # lobbies here listed in Redis
         self._unanswered: dict[Session, Any] = {}  # queue requests Redis has not answered
         self._claim_ids = itertools.count(1)
         self.dropped_batches = 0
@@ -556,7 +557,22 @@ class RedisEngine(Service):
         d.addCallback(self._beaten)
         d.addErrback(lambda f: self.log.debug("engine: heartbeat failed: {f}", f=f.getErrorMessage()))
         self._list_games()
+        if self._queued:
+            self._match_waiting()
         return None
+
+    def _match_waiting(self) -> None:
+        """
+        Form the lobbies the queue allows now, though nobody joined it: a
+        node whose beats came late had its entries passed over when they
+        joined, and they would otherwise wait for the next arrival.
+        """
+        self._script(
+            QUEUE_SCRIPT, self._queue_keys(),
+            ["", "", self.server.lobbies.lobby_size, FRESH_MS, "full"],
+        ).addCallback(lambda result: result[1] and self._form(result[1])).addErrback(
+            lambda f: None
+        )
 
     def _beaten(self, result: Any) -> None:
         added, live, stale = result
@@ -1192,14 +1208,12 @@ class RedisEngine(Service):
     # Games listing (for "games" and "watch" on any node)
 
     def listed(self, lobby: Any) -> None:
-        if self.up:
-            listing = self.server.lobbies.local_games(lobby)[0]
-            self._command("HSET", self.keys.games, lobby.channel, json.dumps(listing)).addErrback(
-                lambda f: None
-            )
+        pass  # (listed with the others at the next beat: a game over by then
+        # was never worth watching, and costs Redis nothing)
 
     def unlisted(self, lobby: Any) -> None:
-        if self.up:
+        if self.up and lobby.channel in self._listed:
+            self._listed.discard(lobby.channel)
             self._command("HDEL", self.keys.games, lobby.channel).addErrback(lambda f: None)
 
     def _list_games(self) -> None:
@@ -1209,6 +1223,7 @@ class RedisEngine(Service):
         args = []
         for listing in lobbies.local_games():
             args += [listing["channel"], json.dumps(listing)]
+            self._listed.add(listing["channel"])
         self._command("HSET", self.keys.games, *args).addErrback(lambda f: None)
 
     def games(self) -> Deferred[list[dict[str, Any]]]:
