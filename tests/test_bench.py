@@ -127,6 +127,9 @@ class QuickRunTests(SynchronousTestCase):
             self.assertEqual(set(report["ratios"][name]), everyone - {"soukets"})
         self.assertEqual(set(medians["games"]), {"soukets"})
         self.assertEqual(set(medians["timers"]), {"soukets"})
+        clusters = {"soukets-redis1", "soukets-redis2"}
+        self.assertEqual(set(medians["xfanout"]), {"soukets", "redis"} | clusters)
+        self.assertEqual(set(medians["xgames"]), {"soukets"} | clusters)
         self.assertGreater(medians["fanout"]["soukets"]["deliveries_per_s"], 0)
         self.assertGreater(medians["games"]["soukets"]["games_per_s"], 0)
         for name, servers in (("fanout", everyone), ("games", {"soukets"})):

@@ -302,6 +302,19 @@ class _Subscriber(_Reporting, txredisapi.SubscriberProtocol):
         self.transport.write(self._build_command(*args))
 
 
+def _tcp(protocol: Any) -> Any:
+    """
+    The TCP connection under C{protocol} (under TLS, if any), with Nagle's
+    algorithm off, as Redis' own clients do: a command waits for no
+    acknowledgement of the one before.
+    """
+    transport = protocol.transport
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport = transport.transport
+    transport.setTcpNoDelay(True)
+    return transport
+
+
 def _factory(protocol: type, address: RedisAddress, engine: RedisEngine, charset: str | None) -> Any:
     factory = txredisapi.RedisFactory(
         str(address), address.db or None, 1, isLazy=True, charset=charset,
@@ -444,15 +457,14 @@ class RedisEngine(Service):
         # Past this much unsent output, Redis is not keeping up: what would
         # go to other nodes is refused (engine_unavailable) rather than
         # held in memory without end.
-        transport = protocol.transport
-        if isinstance(transport, TLSMemoryBIOProtocol):
-            transport = transport.transport  # (the TCP connection under TLS)
+        transport = _tcp(protocol)
         transport.bufferSize = MAX_BACKLOG
         transport.registerProducer(_Backlog(self), True)
         self._maybe_up()
 
     def _subscriber_ready(self, protocol: Any) -> None:
         self._subscriber = protocol
+        _tcp(protocol)
         channels = [self.keys.inbox(self.node)]
         channels += [self.keys.channel(name) for name in self._subscriptions.everything()]
         protocol.send_command("SUBSCRIBE", *channels)
