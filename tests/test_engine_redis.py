@@ -32,10 +32,11 @@ def beat(redis: Any, node: str, clients: int = 0) -> Any:
     return redis.call("EVAL", BEAT_SCRIPT, 2, K.nodes, K.node_info, node, clients, DEAD_MS)
 
 
-def queue(redis: Any, entry: str, size: int = 2, mode: str = "full") -> Any:
+def queue(redis: Any, *entries: str, size: int = 2, mode: str = "full") -> Any:
+    arrivals = [x for entry in entries for x in (entry, json.dumps([entry, entry]))]
     return redis.call(
         "EVAL", QUEUE_SCRIPT, 4, K.queue, K.arrivals, K.entries, K.nodes,
-        entry, json.dumps([entry, entry]) if entry else "", size, FRESH_MS, mode,
+        size, FRESH_MS, mode, *arrivals,
     )
 
 
@@ -89,16 +90,29 @@ class ScriptTests(SynchronousTestCase):
         self.redis.call("ZADD", K.nodes, 1, "mute")  # its last beat: long ago
         self.assertEqual(queue(self.redis, "mute|m-1")[1], [])
         self.assertEqual(queue(self.redis, "live|l-1")[1], [])
-        _, taken = queue(self.redis, "live|l-2")
+        waiting, taken = queue(self.redis, "live|l-2")
+        self.assertEqual(waiting, [3])
         self.assertEqual(taken[0::3], [b"live|l-1", b"live|l-2"])
         self.assertEqual(self.redis.call("ZRANGE", K.queue, 0, -1), [b"mute|m-1"])
 
     def test_take_for_bots(self) -> None:
         beat(self.redis, "live")
-        self.assertEqual(queue(self.redis, "", mode="any")[1], [])  # nobody
+        self.assertEqual(queue(self.redis, mode="any")[1], [])  # nobody
         queue(self.redis, "live|l-1", size=3)
-        _, taken = queue(self.redis, "", size=3, mode="any")
+        _, taken = queue(self.redis, size=3, mode="any")
         self.assertEqual(taken[0::3], [b"live|l-1"])
+
+    def test_one_turns_arrivals_at_once(self) -> None:
+        """
+        A node sends a turn's arrivals in one call: each is told how many
+        wait, and every lobby they complete is taken, in order.
+        """
+        beat(self.redis, "live")
+        queue(self.redis, "live|a")
+        waitings, taken = queue(self.redis, "live|b", "live|c", "live|d", "live|e")
+        self.assertEqual(waitings, [2, 3, 4, 5])
+        self.assertEqual(taken[0::3], [b"live|a", b"live|b", b"live|c", b"live|d"])
+        self.assertEqual(self.redis.call("ZRANGE", K.queue, 0, -1), [b"live|e"])
 
     def test_heartbeat_and_purge(self) -> None:
         self.assertEqual(beat(self.redis, "aaaa", 3)[0], 1)
@@ -256,3 +270,126 @@ class EngineTests(TestCase):
         self.redis.process.send_signal(signal.SIGCONT)
         yield until(lambda: not node.engine.backlogged, "Redis keeps up again")
         self.assertEqual(node.harness.send(publisher, 'room;{"type":"publish","data":1,"id":3}')[0][1]["type"], "published")
+
+
+class _Recorded:
+    """
+    The engine's own boundary, recorded: what it would send to other
+    nodes, and the scripts it would run (answered by the test).
+    """
+
+    def __init__(self, engine: RedisEngine) -> None:
+        self.sent: list[tuple[str, str, Any]] = []
+        self.scripts: list[tuple[str, list[Any], Any]] = []
+        engine._to_node = lambda node, route, record: self.sent.append((node, route, record))  # type: ignore[method-assign]
+
+        def script(text: str, keys: list[str], args: list[Any]) -> Any:
+            from twisted.internet.defer import Deferred
+
+            d: Deferred[Any] = Deferred()
+            self.scripts.append((text, args, d))
+            return d
+
+        engine._script = script  # type: ignore[method-assign]
+
+
+class ClaimTests(SynchronousTestCase):
+    """
+    Lobbies formed from entries of other nodes: each node promises its
+    clients to one lobby at a time.  (The engine's boundary, its messages
+    to other nodes and its scripts, is recorded; no Redis.)
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.task import Clock
+
+        from soukets.engines import RedisAddress
+
+        self.clock = Clock()
+        self.server = Server(ServerSettings(auto_queue=False), self.clock, prefix="bbbb")
+        self.engine = RedisEngine(RedisAddress(), "bbbb", self.clock)
+        self.engine.attach(self.server)
+        self.engine.state = EngineState.UP
+        self.recorded = _Recorded(self.engine)
+        self.harness = Harness(self.server.settings, self.clock, self.server)
+
+    def queued(self) -> Any:
+        session = self.harness.connect()
+        session.data_received(b';{"type":"queue"}\n')
+        self.clock.advance(0)  # (a turn's arrivals go at its end)
+        text, args, d = self.recorded.scripts[-1]
+        self.assertEqual(text, QUEUE_SCRIPT)
+        d.callback([[1], []])
+        self.assertEqual([b["type"] for _, b in self.harness.frames(session)], ["welcome", "queued"])
+        return session
+
+    def test_promised_to_one_lobby_at_a_time(self) -> None:
+        session = self.queued()
+        route = session.route
+        self.engine._instruction("aaaa", route, {"op": "claim", "id": 7})
+        self.engine._instruction("cccc", route, {"op": "claim", "id": 3})
+        self.assertEqual(self.recorded.sent, [
+            ("aaaa", route, {"op": "claimed", "id": 7, "ok": True}),
+            ("cccc", route, {"op": "claimed", "id": 3, "ok": False}),
+        ])
+        self.assertTrue(self.engine.queued(session))  # (to its client, it still is)
+        # aaaa's lobby did not form: it puts the entry back, and says so.
+        self.engine._instruction("aaaa", route, {"op": "release", "id": 7})
+        self.engine._instruction("cccc", route, {"op": "claim", "id": 4})
+        self.assertEqual(self.recorded.sent[-1][2], {"op": "claimed", "id": 4, "ok": True})
+        # cccc's lobby forms: the client plays there, and is out of the queue.
+        self.engine._instruction("cccc", route, {"op": "seat", "channel": "lobby:cccc.x", "client": session.client_id, "name": "n"})
+        self.assertFalse(self.engine.queued(session))
+        self.assertTrue(self.engine.plays(session))
+        self.engine._instruction("aaaa", route, {"op": "claim", "id": 8})
+        self.assertEqual(self.recorded.sent[-1][2], {"op": "claimed", "id": 8, "ok": False})
+
+    def test_a_claim_given_up_queues_again(self) -> None:
+        session = self.queued()
+        self.engine._instruction("aaaa", session.route, {"op": "claim", "id": 7})
+        scripts = len(self.recorded.scripts)
+        self.engine._instruction("aaaa", session.route, {"op": "unclaimed", "id": 7})
+        self.clock.advance(0)
+        self.assertEqual(self.recorded.scripts[scripts][0], QUEUE_SCRIPT)  # queued again
+        self.assertEqual(self.harness.frames(session), [])  # (quietly)
+
+    def test_a_dead_node_gives_its_promises_back(self) -> None:
+        session = self.queued()
+        self.engine._instruction("aaaa", session.route, {"op": "claim", "id": 7})
+        scripts = len(self.recorded.scripts)
+        self.engine._node_died("aaaa")
+        self.clock.advance(0)
+        self.assertEqual(self.recorded.scripts[scripts][0], QUEUE_SCRIPT)
+        self.assertTrue(self.engine.queued(session))
+
+    def test_lobby_waits_for_the_other_node(self) -> None:
+        """
+        This node takes its client and one of aaaa's off the queue: the
+        lobby forms once aaaa confirms; had aaaa said no, this node's
+        client would have gone back to its place.
+        """
+        mine = self.queued()
+        self.engine._form([f"bbbb|{mine.route}", "1", json.dumps([mine.client_id, "me"]),
+                           "aaaa|aaaa-3", "2", json.dumps(["aaaa-3", "them"])])
+        self.assertEqual(self.recorded.sent, [("aaaa", "aaaa-3", {"op": "claim", "id": 1})])
+        self.assertEqual(self.harness.frames(mine), [])
+        self.engine._instruction("aaaa", "aaaa-3", {"op": "claimed", "id": 1, "ok": True})
+        [(_, matched), (_, round_)] = self.harness.frames(mine)
+        self.assertEqual((matched["type"], matched["players"]), ("matched", [mine.client_id, "aaaa-3"]))
+        self.assertEqual(self.recorded.sent[1][2]["op"], "seat")  # then aaaa's client's matched
+
+    def test_lobby_given_up(self) -> None:
+        mine = self.queued()
+        self.engine._form([f"bbbb|{mine.route}", "1", "[]", "aaaa|aaaa-3", "2", "[]"])
+        self.engine._instruction("aaaa", "aaaa-3", {"op": "claimed", "id": 1, "ok": False})
+        text, args, _ = self.recorded.scripts[-1]
+        self.assertEqual(args, [f"bbbb|{mine.route}", "1", "[]"])  # back at its place
+        self.assertTrue(self.engine.queued(mine))
+
+    def test_silent_node(self) -> None:
+        mine = self.queued()
+        self.engine._form([f"bbbb|{mine.route}", "1", "[]", "aaaa|aaaa-3", "2", "[]"])
+        self.clock.advance(2.0)
+        self.assertEqual(self.recorded.sent[-1], ("aaaa", "aaaa-3", {"op": "unclaimed", "id": 1}))
+        self.assertEqual(self.recorded.scripts[-1][1], [f"bbbb|{mine.route}", "1", "[]"])
+        self.assertEqual(self.harness.frames(mine), [])

@@ -205,6 +205,20 @@ class _Entry:
 
 
 @attrs.define
+class _Arrival:
+    """
+    A queue request waiting for the end of the turn, when every arrival
+    of the turn goes to Redis in one script call.
+    """
+
+    entry: str
+    info: str
+    say_queued: Any
+    refused: Any
+    done: Deferred[None]
+
+
+@attrs.define
 class _Claim:
     """
     A lobby's worth of entries waiting for their nodes to confirm them.
@@ -385,6 +399,10 @@ class RedisEngine(Service):
         self._queued: dict[Session, str] = {}  # local session -> queue entry
         self._proxies: dict[tuple[str, str], RemoteSession] = {}
         self._claims: dict[int, _Claim] = {}
+        self._arrivals: list[_Arrival] = []  # this turn's queue requests
+        # local session -> (node, claim id, entry): promised to a lobby
+        # forming there, out of the queue until it is seated or released
+        self._promised: dict[Session, tuple[str, Any, str]] = {}
         self._listed: set[str] = set()  # lobbies here listed in Redis
         self._unanswered: dict[Session, Any] = {}  # queue requests Redis has not answered
         self._claim_ids = itertools.count(1)
@@ -498,6 +516,7 @@ class RedisEngine(Service):
         waiters, self._up_waiters = self._up_waiters, []
         for d in waiters:
             d.callback(None)
+        self._schedule()  # (what waited for Redis)
         if self.running and not self._beat.running:
             self._beat.start(BEAT, now=True)
 
@@ -539,6 +558,9 @@ class RedisEngine(Service):
         """
         for session, links in self._links.items():
             self._forsaken.update((node, session.route) for node in links)
+        for session, (_, _, entry) in self._promised.items():
+            self._queued[session] = entry  # (their lobby's word is lost)
+        self._promised.clear()
         for node in self.liveness.alive - {self.node}:
             self._node_died(node, forget=False)
 
@@ -580,8 +602,7 @@ class RedisEngine(Service):
         joined, and they would otherwise wait for the next arrival.
         """
         self._script(
-            QUEUE_SCRIPT, self._queue_keys(),
-            ["", "", self.server.lobbies.lobby_size, FRESH_MS, "full"],
+            QUEUE_SCRIPT, self._queue_keys(), [self.server.lobbies.lobby_size, FRESH_MS, "full"]
         ).addCallback(lambda result: result[1] and self._form(result[1])).addErrback(
             lambda f: None
         )
@@ -650,6 +671,11 @@ class RedisEngine(Service):
                     session.send(encode_frame(channel, {"type": "closed"}))
         for links in self._links.values():
             links.discard(node)
+        for session, (promised_to, _, _) in list(self._promised.items()):
+            if promised_to == node:  # its lobby died with that node: queue again
+                del self._promised[session]
+                if forget:
+                    self.enqueue(session, quiet=True).addErrback(lambda f: None)
         for key, proxy in list(self._proxies.items()):
             if key[0] == node:
                 del self._proxies[key]
@@ -820,6 +846,15 @@ class RedisEngine(Service):
                 self._subscriber.send_command("SUBSCRIBE", *map(self.keys.channel, sub))
             if unsub:
                 self._subscriber.send_command("UNSUBSCRIBE", *map(self.keys.channel, unsub))
+        if self._arrivals:
+            if self.up:
+                self._send_arrivals()
+            elif self.state is EngineState.DOWN:
+                arrivals, self._arrivals = self._arrivals, []
+                for arrival in arrivals:
+                    arrival.refused(Failure(self._unavailable("queueing")))
+                    arrival.done.callback(None)
+            # (connecting: they go once Redis is reached)
         for name in list(self._pending):
             self._publish_pending(name)
         batches, self._batches = self._batches, {}
@@ -878,18 +913,27 @@ class RedisEngine(Service):
         session = self._routes.get(route)
         if op == "claim":  # is it still there, and waiting?
             ok = session is not None and session.connected and session in self._queued
+            if ok:
+                # Promised to that lobby: no other may have it meanwhile.
+                self._promised[session] = (sender, record.get("id"), self._queued.pop(session))
             self._to_node(sender, route, {"op": "claimed", "id": record.get("id"), "ok": ok})
             return
         if session is None:
             if op in ("seat", "watch"):
                 self._to_node(sender, route, {"op": "gone"})
             return
-        if op == "unclaimed":
-            if session in self._queued:
+        if op in ("release", "unclaimed"):
+            promise = self._promised.get(session)
+            if promise is not None and promise[:2] == (sender, record.get("id")):
+                del self._promised[session]
+                self._queued[session] = promise[2]
+            if op == "unclaimed" and session in self._queued:
+                # (Its entry is gone from Redis: it queues again.)
                 del self._queued[session]
                 self.enqueue(session, quiet=True).addErrback(lambda f: None)
         elif op == "seat":  # it plays in a game there
             self._queued.pop(session, None)
+            self._promised.pop(session, None)
             say_queued = self._unanswered.get(session)
             if say_queued is not None:
                 say_queued(self.server.lobbies.lobby_size)
@@ -977,6 +1021,7 @@ class RedisEngine(Service):
             self._to_node(node, session.route, {"op": "gone"})
         self._routes.pop(session.route, None)
         self._unanswered.pop(session, None)
+        self._promised.pop(session, None)
         self._plays.pop(session, None)
         self._watches.pop(session, None)
 
@@ -1015,11 +1060,11 @@ class RedisEngine(Service):
     # The queue
 
     def queued(self, session: Session) -> bool:
-        return session in self._queued
+        return session in self._queued or session in self._promised
 
     @property
     def waiting(self) -> int:
-        return len(self._queued)
+        return len(self._queued) + len(self._promised)
 
     def _entry(self, session: Session) -> str:
         return f"{self.node}|{session.route}"
@@ -1042,12 +1087,6 @@ class RedisEngine(Service):
         self._queued[player] = entry
         self._routes[player.route] = player
 
-        def add(_: None) -> Deferred[Any]:
-            return self._script(
-                QUEUE_SCRIPT, self._queue_keys(),
-                [entry, self._info(player), lobbies.lobby_size, FRESH_MS, "full"],
-            )
-
         def say_queued(waiting: int) -> None:
             if self._unanswered.pop(player, None) is not None and player.connected and not quiet:
                 player.send(encode_frame(CONTROL, with_id({
@@ -1059,12 +1098,6 @@ class RedisEngine(Service):
         # another node, whose word can come before Redis' answer here.)
         self._unanswered[player] = say_queued
 
-        def answer(result: Any) -> None:
-            waiting, taken = result
-            say_queued(int(waiting))
-            if taken:
-                self._form(taken)
-
         def refused(failure: Failure) -> None:
             self._unanswered.pop(player, None)
             if self._queued.get(player) == entry:
@@ -1072,9 +1105,41 @@ class RedisEngine(Service):
             error = failure.value if failure.check(ProtocolError) else self._unavailable("queueing")
             player.send_error(ProtocolError(error.code, error.message, CONTROL, frame_id))
 
-        return self._when_up("queueing").addCallback(add).addCallbacks(answer, refused)
+        arrival = _Arrival(entry, self._info(player), say_queued, refused, Deferred())
+
+        def join(_: None) -> Deferred[None]:
+            # One turn's arrivals go to Redis as one script call.
+            if not self._arrivals:
+                self._schedule()
+            self._arrivals.append(arrival)
+            return arrival.done
+
+        return self._when_up("queueing").addCallbacks(join, refused)
+
+    def _send_arrivals(self) -> None:
+        arrivals, self._arrivals = self._arrivals, []
+        args: list[Any] = [self.server.lobbies.lobby_size, FRESH_MS, "full"]
+        for arrival in arrivals:
+            args += [arrival.entry, arrival.info]
+
+        def answered(result: Any) -> None:
+            waitings, taken = result
+            for arrival, waiting in zip(arrivals, waitings):
+                arrival.say_queued(int(waiting))
+                arrival.done.callback(None)
+            if taken:
+                self._form(taken)
+
+        def failed(failure: Failure) -> None:
+            for arrival in arrivals:
+                arrival.refused(failure)
+                arrival.done.callback(None)
+
+        self._script(QUEUE_SCRIPT, self._queue_keys(), args).addCallbacks(answered, failed)
 
     def dequeue(self, player: Session) -> None:
+        # (One promised to a lobby forming on another node is in it: too
+        # late to leave.)
         entry = self._queued.pop(player, None)
         if entry is not None and self.up:
             self._script(REMOVE_SCRIPT, [self.keys.queue, self.keys.entries], [entry]).addErrback(
@@ -1095,9 +1160,7 @@ class RedisEngine(Service):
         """
         if player not in self._queued or not self.up:
             return succeed([])
-        d = self._script(
-            QUEUE_SCRIPT, self._queue_keys(), ["", "", self.server.lobbies.lobby_size, FRESH_MS, "any"]
-        )
+        d = self._script(QUEUE_SCRIPT, self._queue_keys(), [self.server.lobbies.lobby_size, FRESH_MS, "any"])
         return d.addCallback(lambda result: self._claim(result[1])).addCallback(
             lambda players: players or []
         )
@@ -1151,43 +1214,47 @@ class RedisEngine(Service):
             del self._claims[record["id"]]
             if claim.timer is not None and claim.timer.active():
                 claim.timer.cancel()
-            self._settle(claim)
+            self._settle(claim, record["id"])
 
     def _claim_expired(self, claim_id: int) -> None:
         claim = self._claims.pop(claim_id, None)
         if claim is not None:
-            self._settle(claim)
+            self._settle(claim, claim_id)
 
-    def _settle(self, claim: _Claim) -> None:
-        players: list[Session] = []
-        here: list[tuple[_Entry, Session]] = []
-        back: list[str] = []
-        missing = False
+    def _settle(self, claim: _Claim, claim_id: int = 0) -> None:
+        here: dict[_Entry, Session] = {}
+        missing = []
         for e in claim.entries:
             if e.node == self.node:
                 session = self._routes.get(e.route)
                 if session is None or not session.connected or session not in self._queued:
-                    missing = True
-                    continue
-                here.append((e, session))
-                players.append(session)
-            elif claim.answers.get((e.node, e.route)):
-                players.append(self._fresh_proxy(e))
-            else:
-                missing = True
-                if (e.node, e.route) not in claim.answers:
-                    # Silent: if it was only slow, it queues them again.
-                    self._to_node(e.node, e.route, {"op": "unclaimed"})
-                continue
-            back += [e.entry, e.score, e.info]
+                    missing.append(e)
+                else:
+                    here[e] = session
+            elif not claim.answers.get((e.node, e.route)):
+                missing.append(e)
         if not missing:
-            for _, session in here:
-                del self._queued[session]
+            players: list[Session] = []
+            for e in claim.entries:
+                if e in here:
+                    del self._queued[here[e]]
+                    players.append(here[e])
+                else:
+                    players.append(self._fresh_proxy(e))
             claim.done.callback(players)
             return
-        for player in players:
-            if isinstance(player, RemoteSession) and not self.server.lobbies.lobby_of(player):
-                self._proxies.pop((player.node, player.route), None)
+        # Someone is missing: the others go back where they were, and the
+        # nodes that promised theirs take them back.
+        back: list[str] = []
+        for e in claim.entries:
+            if e in missing:
+                if e.node != self.node and (e.node, e.route) not in claim.answers:
+                    # Silent: if it was only slow, it queues them again.
+                    self._to_node(e.node, e.route, {"op": "unclaimed", "id": claim_id})
+                continue
+            back += [e.entry, e.score, e.info]
+            if e.node != self.node:
+                self._to_node(e.node, e.route, {"op": "release", "id": claim_id})
         if back:
             self._script(RESTORE_SCRIPT, [self.keys.queue, self.keys.entries], back).addErrback(
                 lambda f: None
@@ -1211,11 +1278,18 @@ class RedisEngine(Service):
         return self._proxy(e.node, e.route, e.client, e.name)
 
     def _form(self, taken: list[Any]) -> None:
+        """
+        Form the lobbies of the entries just taken (a lobby's worth after
+        another), once their players are claimed.
+        """
+
         def form(players: list[Session] | None) -> None:
             if players:
                 self.server.lobbies.form(tuple(players))
 
-        self._claim(taken).addCallback(form)
+        step = 3 * self.server.lobbies.lobby_size
+        for start in range(0, len(taken), step):
+            self._claim(taken[start: start + step]).addCallback(form)
 
     # Games listing (for "games" and "watch" on any node)
 

@@ -59,39 +59,47 @@ return {#live, clients, redis.call('ZCARD', KEYS[3])}
 """
 
 # KEYS: queue, arrivals counter, entry info, nodes
-# ARGV: member (or ''), its info, lobby size, freshness in ms, mode
-# mode 'full': take a group only if there are enough fresh entries;
-# mode 'any': take up to a group (bots fill the rest).
+# ARGV: lobby size, freshness in ms, mode, then an entry and its info for
+# each arrival (a node sends one turn's arrivals at once).
+# Returns how many wait after each arrival, and the entries taken (entry,
+# score, info, ...): mode 'full' takes every group of fresh entries it can;
+# mode 'any' takes up to one group (bots fill the rest).
 QUEUE_SCRIPT = _NOW + """
-if ARGV[1] ~= '' then
-  if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+local size = tonumber(ARGV[1])
+local waitings = {}
+for i = 4, #ARGV, 2 do
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[i])
   end
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-end
-local size = tonumber(ARGV[3])
-local waiting = redis.call('ZCARD', KEYS[1])
-local group = {}
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, size + 199)) do
-  local node = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
-  local beat = redis.call('ZSCORE', KEYS[4], node)
-  if beat and tonumber(beat) >= now - tonumber(ARGV[4]) then
-    table.insert(group, member)
-    if #group == size then break end
-  end
-end
-if #group < size and (ARGV[5] == 'full' or #group == 0) then
-  return {waiting, {}}
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  table.insert(waitings, redis.call('ZCARD', KEYS[1]))
 end
 local taken = {}
-for _, member in ipairs(group) do
-  table.insert(taken, member)
-  table.insert(taken, redis.call('ZSCORE', KEYS[1], member))
-  table.insert(taken, redis.call('HGET', KEYS[3], member) or '[]')
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[3], member)
+while true do
+  local group = {}
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, size + 199)) do
+    local node = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
+    local beat = redis.call('ZSCORE', KEYS[4], node)
+    if beat and tonumber(beat) >= now - tonumber(ARGV[2]) then
+      table.insert(group, member)
+      if #group == size then break end
+    end
+  end
+  if #group < size and (ARGV[3] == 'full' or #group == 0) then
+    break
+  end
+  for _, member in ipairs(group) do
+    table.insert(taken, member)
+    table.insert(taken, redis.call('ZSCORE', KEYS[1], member))
+    table.insert(taken, redis.call('HGET', KEYS[3], member) or '[]')
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('HDEL', KEYS[3], member)
+  end
+  if ARGV[3] == 'any' then
+    break
+  end
 end
-return {waiting, taken}
+return {waitings, taken}
 """
 
 # Put back entries taken by QUEUE_SCRIPT (ARGV: member, score, info, ...),
