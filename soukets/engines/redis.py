@@ -290,6 +290,16 @@ class _Commands(_Reporting, txredisapi.RedisProtocol):
     ready_hook = "_commands_ready"
 
 
+class _Beats(_Reporting, txredisapi.RedisProtocol):
+    """
+    The connection for heartbeats alone: Redis serves its connections in
+    turn, so a beat is not held up behind a backlog of publishes on the
+    command connection (a node taken for dead because it was busy).
+    """
+
+    ready_hook = "_beats_ready"
+
+
 class _Subscriber(_Reporting, txredisapi.SubscriberProtocol):
     """
     The connection for subscriptions: messages, and the confirmations of
@@ -375,6 +385,7 @@ class RedisEngine(Service):
         self.state = EngineState.CONNECTING
         self.server: Any = None
         self._commands: Any = None
+        self._beats: Any = None
         self._subscriber: Any = None
         self._factories: list[Any] = []
         self._up_waiters: list[Deferred[None]] = []
@@ -442,7 +453,7 @@ class RedisEngine(Service):
 
     def startService(self) -> None:
         super().startService()
-        for protocol, charset in ((_Commands, "utf-8"), (_Subscriber, None)):
+        for protocol, charset in ((_Commands, "utf-8"), (_Beats, "utf-8"), (_Subscriber, None)):
             factory = _factory(protocol, self.address, self, charset)
             factory.startConnecting(_endpoint(self.address, self.clock))
             self._factories.append(factory)
@@ -470,6 +481,11 @@ class RedisEngine(Service):
             except Exception:
                 pass  # (the process ends anyway)
 
+    def _beats_ready(self, protocol: Any) -> None:
+        _tcp(protocol)
+        self._beats = protocol
+        self._maybe_up()
+
     def _commands_ready(self, protocol: Any) -> None:
         self._commands = protocol
         # Past this much unsent output, Redis is not keeping up: what would
@@ -489,7 +505,10 @@ class RedisEngine(Service):
         self._maybe_up()
 
     def _maybe_up(self) -> None:
-        if self._commands is None or self._subscriber is None or self.state is EngineState.UP:
+        if (
+            self._commands is None or self._beats is None or self._subscriber is None
+            or self.state is EngineState.UP
+        ):
             return
         was = self.state
         self.state = EngineState.UP
@@ -523,6 +542,8 @@ class RedisEngine(Service):
     def _lost(self, protocol: Any, why: Failure) -> None:
         if protocol is self._commands:
             self._commands = None
+        elif protocol is self._beats:
+            self._beats = None
         elif protocol is self._subscriber:
             self._subscriber = None
             for waiters in self._unconfirmed.values():
@@ -564,11 +585,12 @@ class RedisEngine(Service):
         for node in self.liveness.alive - {self.node}:
             self._node_died(node, forget=False)
 
-    def _script(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
-        if self._commands is None:
+    def _script(self, script: str, keys: list[str], args: list[Any], via: Any = None) -> Deferred[Any]:
+        connection = via or self._commands
+        if connection is None:
             return fail(self._unavailable("this"))
         try:
-            return self._commands.eval(script, keys, args)
+            return connection.eval(script, keys, args)
         except Exception:
             return fail()
 
@@ -580,6 +602,7 @@ class RedisEngine(Service):
             PURGE_SCRIPT,
             [k.nodes, k.node_info, k.queue, k.entries, k.games, k.node_channels(node)],
             [node, k.members("")],
+            via=self._beats,
         )
 
     def _heartbeat(self) -> Deferred[Any] | None:
@@ -587,7 +610,10 @@ class RedisEngine(Service):
             return None
         self._ping_subscriber()
         clients = len(self.server.sessions)
-        d = self._script(BEAT_SCRIPT, [self.keys.nodes, self.keys.node_info], [self.node, clients, DEAD_MS])
+        d = self._script(
+            BEAT_SCRIPT, [self.keys.nodes, self.keys.node_info], [self.node, clients, DEAD_MS],
+            via=self._beats,
+        )
         d.addCallback(self._beaten)
         d.addErrback(lambda f: self.log.debug("engine: heartbeat failed: {f}", f=f.getErrorMessage()))
         self._list_games()
@@ -658,6 +684,11 @@ class RedisEngine(Service):
         """
         if forget:
             self.liveness.alive.discard(node)
+            self.log.warn(
+                "engine: node {node} left (stopped, or no beat for {seconds:g} s): its "
+                "games end for the players here, its players' seats here are held",
+                node=node, seconds=DEAD_MS / 1000,
+            )
         self.gaps.forget_node(node)
         self._batches.pop(node, None)
         for table in (self._plays, self._watches):
