@@ -146,6 +146,7 @@ class WebSocketDialect(LineDialect):
 DIALECTS = {
     "soukets": LineDialect("soukets", b"", b'"}\n'),
     "floor": LineDialect("floor", b"", b'"}\n'),
+    "ceiling": LineDialect("ceiling", b"", b'"}\n'),
     "redis": RedisDialect("redis", b"HELLO 3\r\n", b"\r\n", echoes=True),
     "nats": NatsDialect(
         "nats",

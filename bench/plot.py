@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "wsfloor": "#bcbd22", "redis": "#1f77b4", "nats": "#2ca02c",
+COLOURS = {"soukets": "#d62728", "floor": "#7f7f7f", "ceiling": "#17becf", "wsfloor": "#bcbd22", "redis": "#1f77b4", "nats": "#2ca02c",
            "soukets-redis1": "#9467bd", "soukets-redis2": "#8c564b"}
 BASELINE = "#ff9896"  # soukets@REF, an earlier soukets
 

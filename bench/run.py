@@ -39,8 +39,8 @@ import servers  # noqa: E402
 from dialects import DIALECTS, WS_DIALECTS  # noqa: E402
 
 # The floor runs first: the others' paced pairs use its rate.
-TCP_SERVERS = ["floor", "soukets", "redis", "nats"]
-ALL_SERVERS = ["floor", "wsfloor", "soukets", "redis", "nats", "soukets-redis1", "soukets-redis2"]
+TCP_SERVERS = ["floor", "ceiling", "soukets", "redis", "nats"]
+ALL_SERVERS = ["floor", "ceiling", "wsfloor", "soukets", "redis", "nats", "soukets-redis1", "soukets-redis2"]
 
 
 @attrs.frozen

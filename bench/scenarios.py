@@ -422,7 +422,7 @@ async def conns(server: RunningServer, dialect: Dialect,
     rss_before = server.rss_kib()
     held = [Counting(dialect) for _ in range(connections)]
     await open_connections(server.port, held)
-    greets = dialect.name != "floor"
+    greets = dialect.name not in ("floor", "ceiling")
 
     def holding() -> bool:
         if any(c.lost.done() for c in held):

@@ -230,6 +230,8 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
         return [sys.executable, str(HERE / "ws_floor.py"), str(port)]
     if kind == "floor":
         return [sys.executable, str(HERE / "floor.py"), str(port)]
+    if kind == "ceiling":
+        return [sys.executable, str(HERE / "ceiling.py"), str(port)]
     if kind == "redis":
         return [executable("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--maxclients", "20000",

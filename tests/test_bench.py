@@ -47,8 +47,8 @@ def delivery(kind: str, seq: int, marker: str = MEASURED, stamp: bool = False) -
     text = scenarios.payload(seq, marker, stamp)
     if kind == "soukets":
         return f'bench;{{"type":"message","from":"x-1","data":"{text}"}}\n'.encode()
-    if kind == "floor":
-        return DIALECTS["floor"].publish("bench", text)
+    if kind in ("floor", "ceiling"):
+        return DIALECTS[kind].publish("bench", text)
     if kind == "redis":
         return (f">3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n${len(text)}\r\n{text}\r\n").encode()
     return f"MSG bench 1 {len(text)}\r\n{text}\r\n".encode()
@@ -120,7 +120,7 @@ class QuickRunTests(SynchronousTestCase):
             self.assertTrue((Path(out) / "bench.png").stat().st_size > 10_000)
         self.assertEqual(report["failures"], [])
         self.assertEqual(report["unavailable"], {})
-        everyone = {"soukets", "floor", "redis", "nats"}
+        everyone = {"soukets", "floor", "ceiling", "redis", "nats"}
         medians = report["medians"]
         for name in ("fanout", "pairs", "conns"):
             self.assertEqual(set(medians[name]), everyone, name)
