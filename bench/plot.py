@@ -70,6 +70,8 @@ def plot(report: dict, path: Path) -> None:
     """
     medians = report["medians"]
     panels = [p for p in PANELS if p[0] in medians]
+    if not panels:
+        return  # (the soak alone has its own plot)
     columns = 3
     rows = (len(panels) + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows),
@@ -107,3 +109,36 @@ def plot(report: dict, path: Path) -> None:
 if __name__ == "__main__":
     # python bench/plot.py REPORT.json OUT.png: draw a report again.
     plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
+
+
+def plot_soak(report: dict, path: Path) -> bool:
+    """
+    The soak's per-second series (server RSS, CPU, games/s, p99 from last
+    move to result) over time, one line per run; L{False} if the report
+    has no soak.
+    """
+    runs = report.get("runs", {}).get("soak", {}).get("soukets", [])
+    if not runs:
+        return False
+    panels = [
+        ("rss_mib", "server RSS (MiB)"),
+        ("cpu", "server CPU (share of a core)"),
+        ("games", "games/s"),
+        ("p99_ms", "p99 last move to result (ms)"),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), constrained_layout=True)
+    for ax, (key, title) in zip(axes, panels):
+        for run in runs:
+            series = run["series"]
+            ax.plot([s["t"] for s in series], [s[key] for s in series], color=_colour("soukets"),
+                    alpha=0.4 + 0.6 / len(runs), label=f"run {run.get('run', '')}")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("seconds")
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    clients = runs[0].get("clients", 0)
+    figure.suptitle(f"soak: {clients:,} clients (half over WebSocket) playing and chatting, "
+                    f"{report.get('machine', {}).get('date', '')}", fontsize=10)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return True

@@ -56,7 +56,7 @@ class Scenario:
     higher_is_better: bool
     full: dict
     quick: dict
-    transport: str = "tcp"  # or "websocket": clients use the web site's /ws
+    transport: str = "tcp"  # "websocket": clients use the web site's /ws; "mixed": both
 
     def soukets_args(self, quick: bool) -> list[str]:
         """
@@ -135,6 +135,12 @@ SCENARIOS = [
     Scenario("xgames", ("soukets", "soukets-redis1", "soukets-redis2"), "games_per_s", True,
              full={"clients": 1000, "games_each": 5},
              quick={"clients": 100, "games_each": 2}),
+    # 2,000 clients, half over WebSocket, playing and chatting for 2 minutes:
+    # the per-second series must be flat.
+    Scenario("soak", ("soukets",), "p99_ms", False,
+             full={"clients": 2000, "seconds": 120.0, "rooms": 20},
+             quick={"clients": 100, "seconds": 4.0, "rooms": 5},
+             transport="mixed"),
     Scenario("timers", ("soukets",), "p99_ms", False,
              full={"rounds": 5000, "timeout": 5.0, "start_rate": 2000.0},
              quick={"rounds": 100, "timeout": 1.0, "start_rate": 1000.0}),
@@ -201,7 +207,9 @@ def machine() -> dict:
 
 
 def median_figures(runs: list[dict]) -> dict:
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "run"}
+    # (A time series, the soak's, is kept whole in each run, not medianed.)
+    return {key: statistics.median(r[key] for r in runs)
+            for key in runs[0] if key != "run" and not isinstance(runs[0][key], list)}
 
 
 def ratios(scenario: Scenario, runs: dict[str, list[dict]]) -> dict[str, float]:
@@ -322,7 +330,7 @@ def main() -> int:
                         profile = str(Path(args.profile) / f"{scenario.name}.pstats")
                     server = servers.start(kind, workdir, extra, profile,
                                            code.get(kind, servers.CHECKOUT),
-                                           web=scenario.transport == "websocket")
+                                           web=scenario.transport in ("websocket", "mixed"))
                     floor = results.get(scenario.name, {}).get("floor", [])
                     floor = floor[run] if len(floor) > run else None
                     try:
@@ -372,7 +380,12 @@ def main() -> int:
         from plot import plot
 
         plot(report, out / "bench.png")
-        print(f"wrote {out / 'bench.png'}")
+        if (out / "bench.png").exists():
+            print(f"wrote {out / 'bench.png'}")
+        from plot import plot_soak
+
+        if plot_soak(report, out / "soak.png"):
+            print(f"wrote {out / 'soak.png'}")
     for failure in failures:
         print(f"FAILED {failure}")
     return 1 if failures else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import statistics
 import time
 from typing import Any, Callable
 
@@ -685,3 +686,143 @@ async def timers(server: RunningServer, rounds: int = 5000, timeout: float = 5.0
     if started - min(round_at.values()) > timeout:
         raise BenchFailure("the rounds were not all running at once")
     return percentiles(lateness)
+
+
+class WebSocketPlayer(Player):
+    """
+    A L{Player} over WebSocket (C{/ws}): wsproto does the handshake and the
+    framing; each text message is one frame.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import Request
+
+        self.transport = transport
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        transport.write(self.ws.send(Request(host="127.0.0.1", target="/ws")))
+
+    def data_received(self, data: bytes) -> None:
+        from wsproto.events import Ping, TextMessage
+
+        self.ws.receive_data(data)
+        for event in self.ws.events():
+            if isinstance(event, TextMessage):
+                channel, _, body = event.data.partition(";")
+                self.on_frame(self, channel, json.loads(body))
+            elif isinstance(event, Ping):
+                self.transport.write(self.ws.send(event.response()))
+
+    def send(self, channel: str, payload: dict) -> None:
+        from wsproto.events import TextMessage
+
+        self.transport.write(self.ws.send(TextMessage(data=f"{channel};{json.dumps(payload)}")))
+
+
+async def soak(server: RunningServer, clients: int = 2000, seconds: float = 120.0,
+               rooms: int = 20) -> dict[str, Any]:
+    """
+    C{clients} players, half over TCP and half over WebSocket, play game
+    after game for C{seconds} and say a word in their room (one of
+    C{rooms} channels) after each.  Every second: the server's RSS and CPU,
+    the games played and the p99 from a round's last move to its result.
+    Every result must reach both players of its game, every chat line every
+    other member of its room; afterwards, the series must be flat: RSS in
+    the last third no more than 10 % above the second third.
+    """
+    loop = asyncio.get_running_loop()
+    assert server.lines_port is not None, "the soak needs the web site and the lines"
+    last_move: dict[str, float] = {}
+    waits: list[float] = []
+    results: dict[str, list[Player]] = {}  # lobby -> who got its result
+    closed: dict[str, list[Player]] = {}  # lobby -> who got its end
+    said = heard = 0
+    games = 0
+    stopping = False
+    failures: list[str] = []
+
+    def on_frame(player: Player, channel: str, frame: dict) -> None:
+        nonlocal said, heard, games
+        kind = frame["type"]
+        if kind == "welcome":
+            player.client_id = frame["client"]
+        elif kind == "round":
+            last_move[channel] = time.perf_counter()
+            player.send(channel, {"type": "move", "move": "rock"})
+        elif kind == "result":
+            waits.append(time.perf_counter() - last_move[channel])
+            results.setdefault(channel, []).append(player)
+        elif kind == "closed":
+            closed.setdefault(channel, []).append(player)
+            if len(closed[channel]) == 2:
+                del closed[channel]
+                if len(results.pop(channel, [])) != 2:
+                    failures.append(f"a result of {channel} was not delivered to both")
+                games += 1
+            if not stopping:
+                player.send(player.room, {"type": "publish", "data": "gg"})
+                said += 1
+                player.send("", {"type": "queue"})
+        elif kind == "message":
+            heard += 1
+        elif kind == "error":
+            failures.append(f"error frame {frame}")
+
+    players: list[Player] = []
+    for i in range(clients):
+        player = (WebSocketPlayer if i % 2 else Player)(on_frame)
+        player.room = f"room{i % rooms}"
+        players.append(player)
+    tcp = [p for p in players if not isinstance(p, WebSocketPlayer)]
+    ws = [p for p in players if isinstance(p, WebSocketPlayer)]
+    await open_connections(server.lines_port, tcp)
+    await open_connections(server.port, ws)
+    await wait_until(lambda: all(p.client_id for p in players), "the welcomes")
+    for player in players:
+        player.send(player.room, {"type": "subscribe"})
+    await asyncio.sleep(0.5)
+    series: list[dict[str, float]] = []
+    began = time.perf_counter()
+    cpu_before, games_before = server.cpu_seconds(), 0
+    for player in players:
+        player.send("", {"type": "queue"})
+    while time.perf_counter() - began < seconds:
+        await asyncio.sleep(1.0)
+        if failures:
+            raise BenchFailure(failures[0])
+        if any(p.lost.done() for p in players):
+            raise BenchFailure("a player was disconnected")
+        now_cpu = server.cpu_seconds()
+        recent, waits[:] = list(waits), []
+        series.append({
+            "t": time.perf_counter() - began,
+            "rss_mib": server.rss_kib() / 1024,
+            "cpu": now_cpu - cpu_before,
+            "games": games - games_before,
+            "p99_ms": percentiles(recent)["p99_ms"] if recent else 0.0,
+        })
+        cpu_before, games_before = now_cpu, games
+    stopping = True
+    await wait_until(lambda: not results and not closed, "the last games' results")
+    await asyncio.sleep(0.5)
+    close_all(players)
+    members = clients // rooms
+    if heard != said * (members - 1):
+        raise BenchFailure(f"{said} chat lines should have been heard {said * (members - 1)} "
+                           f"times, not {heard}")
+    third = max(1, len(series) // 3)
+    middle = statistics.median(s["rss_mib"] for s in series[third: 2 * third])
+    last = max(s["rss_mib"] for s in series[2 * third:])
+    if last > middle * 1.10:
+        raise BenchFailure(f"memory grew: {middle:.1f} MiB, then up to {last:.1f} MiB")
+    warm = series[third:]
+    return {
+        "games_per_s": statistics.median(s["games"] for s in warm),
+        "p99_ms": statistics.median(s["p99_ms"] for s in warm),
+        "rss_mib": last,
+        "rss_growth": last / middle,
+        "server_cpu": statistics.median(s["cpu"] for s in warm),
+        "chat_heard": heard,
+        "clients": clients,
+        "series": series,
+    }

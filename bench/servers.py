@@ -92,6 +92,7 @@ class RunningServer:
     kind: str
     port: int
     process: subprocess.Popen
+    lines_port: int | None = None  # soukets serving its web site on port
 
     @property
     def ports(self) -> list[int]:
@@ -123,7 +124,18 @@ class RunningServer:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def open_files(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        """
+        How many sockets the process has open (not files: soukets' counter
+        opens and closes its own now and then, which would make a count of
+        every descriptor miss by one).
+        """
+        count = 0
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                count += os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
+            except OSError:
+                pass  # closed meanwhile
+        return count
 
     def stop(self) -> None:
         """
@@ -209,7 +221,7 @@ def no_web(code: Path) -> list[str]:
 
 def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
                 profile: str | None = None, code: Path = CHECKOUT,
-                web: bool = False) -> list[str]:
+                web: bool = False, lines_port: int | None = None) -> list[str]:
     """
     The command line that runs server C{kind} on 127.0.0.1:C{port}; soukets
     under cProfile, writing to C{profile}, if given.
@@ -217,7 +229,7 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
     if is_soukets(kind):
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
         if web:  # the measured port is the web site's; lines elsewhere
-            listen = ["--listen", f"tcp:{free_port()}:interface=127.0.0.1",
+            listen = ["--listen", f"tcp:{lines_port or free_port()}:interface=127.0.0.1:backlog=1024",
                       "--web", f"tcp:{port}:interface=127.0.0.1:backlog=1024"]
         else:
             listen = ["--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
@@ -263,12 +275,15 @@ def start(kind: str, workdir: str, soukets_args: list[str] = (),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         return Cluster(kind, nodes, redis)
     port = free_port()
+    lines_port = free_port() if web and is_soukets(kind) else None
     env = dict(os.environ, PYTHONPATH=str(code))
     process = subprocess.Popen(
-        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web)),
+        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web, lines_port)),
         cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return _started(kind, port, process)
+    server = _started(kind, port, process)
+    server.lines_port = lines_port
+    return server
 
 
 def _started(kind: str, port: int, process: subprocess.Popen) -> RunningServer:

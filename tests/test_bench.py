@@ -118,6 +118,7 @@ class QuickRunTests(SynchronousTestCase):
             self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
             report = json.loads((Path(out) / "bench.json").read_text())
             self.assertTrue((Path(out) / "bench.png").stat().st_size > 10_000)
+            self.assertTrue((Path(out) / "soak.png").stat().st_size > 10_000)
         self.assertEqual(report["failures"], [])
         self.assertEqual(report["unavailable"], {})
         everyone = {"soukets", "floor", "ceiling", "redis", "nats"}
@@ -128,6 +129,9 @@ class QuickRunTests(SynchronousTestCase):
             self.assertEqual(set(report["ratios"][name]), servers - {"soukets"})
         self.assertEqual(set(medians["games"]), {"soukets"})
         self.assertEqual(set(medians["timers"]), {"soukets"})
+        [soak] = report["runs"]["soak"]["soukets"]
+        self.assertGreaterEqual(len(soak["series"]), 3)
+        self.assertGreater(soak["chat_heard"], 0)
         clusters = {"soukets-redis1", "soukets-redis2"}
         self.assertEqual(set(medians["xfanout"]), {"soukets", "redis"} | clusters)
         self.assertEqual(set(medians["xgames"]), {"soukets"} | clusters)
