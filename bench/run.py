@@ -139,7 +139,7 @@ SCENARIOS = [
     # the per-second series must be flat.
     Scenario("soak", ("soukets",), "p99_ms", False,
              full={"clients": 2000, "seconds": 120.0, "rooms": 20},
-             quick={"clients": 100, "seconds": 4.0, "rooms": 5},
+             quick={"clients": 100, "seconds": 4.0, "rooms": 5, "think": (0.1, 0.3)},
              transport="mixed"),
     Scenario("timers", ("soukets",), "p99_ms", False,
              full={"rounds": 5000, "timeout": 5.0, "start_rate": 2000.0},

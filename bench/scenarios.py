@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import statistics
 import time
@@ -720,11 +721,13 @@ class WebSocketPlayer(Player):
 
 
 async def soak(server: RunningServer, clients: int = 2000, seconds: float = 120.0,
-               rooms: int = 20) -> dict[str, Any]:
+               rooms: int = 20, think: tuple[float, float] = (1.0, 3.0)) -> dict[str, Any]:
     """
     C{clients} players, half over TCP and half over WebSocket, play game
     after game for C{seconds} and say a word in their room (one of
-    C{rooms} channels) after each.  Every second: the server's RSS and CPU,
+    C{rooms} channels) after each, then think for a while (C{think}: a
+    random pause, in seconds) before queueing again: a steady load well
+    under the server's capacity, as a day of real players would be.  Every second: the server's RSS and CPU,
     the games played and the p99 from a round's last move to its result.
     Every result must reach both players of its game, every chat line every
     other member of its room; afterwards, the series must be flat: RSS in
@@ -762,11 +765,17 @@ async def soak(server: RunningServer, clients: int = 2000, seconds: float = 120.
             if not stopping:
                 player.send(player.room, {"type": "publish", "data": "gg"})
                 said += 1
-                player.send("", {"type": "queue"})
+                loop.call_later(rng.uniform(*think), requeue, player)
         elif kind == "message":
             heard += 1
         elif kind == "error":
             failures.append(f"error frame {frame}")
+
+    rng = random.Random(7)
+
+    def requeue(player: Player) -> None:
+        if not stopping and not player.lost.done():
+            player.send("", {"type": "queue"})
 
     players: list[Player] = []
     for i in range(clients):
@@ -784,8 +793,8 @@ async def soak(server: RunningServer, clients: int = 2000, seconds: float = 120.
     series: list[dict[str, float]] = []
     began = time.perf_counter()
     cpu_before, games_before = server.cpu_seconds(), 0
-    for player in players:
-        player.send("", {"type": "queue"})
+    for player in players:  # (spread over the first think time)
+        loop.call_later(rng.uniform(0, think[1]), requeue, player)
     while time.perf_counter() - began < seconds:
         await asyncio.sleep(1.0)
         if failures:

@@ -72,6 +72,21 @@ class ServerCollector(Collector):
             "Clients cut off for reading too slowly.",
             value=tally.slow_readers_cut,
         )
+        engine = server.engine
+        if engine is not None and hasattr(engine, "liveness"):  # the Redis engine
+            yield GaugeMetricFamily(
+                "soukets_engine_up", "1 while this node reaches Redis.", value=int(engine.up)
+            )
+            yield GaugeMetricFamily(
+                "soukets_engine_nodes", "Nodes this node believes alive (itself included).",
+                value=len(engine.liveness.alive | {engine.node}),
+            )
+            yield CounterMetricFamily(
+                "soukets_engine_messages_lost",
+                "Channel messages from other nodes that Redis dropped while this "
+                "node was reconnecting.",
+                value=engine.gaps.missed,
+            )
 
 
 def make_registry(server: Server, counter: HostCounterService) -> CollectorRegistry:

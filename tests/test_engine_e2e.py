@@ -426,6 +426,34 @@ class TransportTests(ClusterTestCase):
         self.assertEqual(error["code"], "forbidden")
 
 
+class MetricsTests(ClusterTestCase):
+    def test_engine_series(self) -> None:
+        from urllib.request import urlopen
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        redis = self.redis()
+        a = self.node(redis, "--web", "tcp:0:interface=127.0.0.1")
+        self.node(redis)
+
+        def series() -> dict[str, float]:
+            with urlopen(f"http://127.0.0.1:{a.web_port}/metrics", timeout=TIMEOUT) as answer:
+                text = answer.read().decode()
+            return {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith("soukets_engine")
+            }
+
+        self.wait_until(lambda: series().get("soukets_engine_nodes") == 2, "two nodes seen")
+        self.assertEqual(series()["soukets_engine_up"], 1)
+        self.assertEqual(series()["soukets_engine_messages_lost_total"], 0)
+        redis.stop()
+        a.wait_for("engine: lost Redis")
+        self.assertEqual(series()["soukets_engine_up"], 0)
+
+
 class SoakTests(ClusterTestCase):
     def test_600_clients_on_3_nodes_for_30_seconds(self) -> None:
         """
