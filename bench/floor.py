@@ -39,5 +39,5 @@ class Relay(LineOnlyReceiver):
 
 factory = Factory.forProtocol(Relay)
 factory.channels = {}
-reactor.listenTCP(int(sys.argv[1]), factory, backlog=511, interface="127.0.0.1")
+reactor.listenTCP(int(sys.argv[1]), factory, backlog=4096, interface="127.0.0.1")
 reactor.run()

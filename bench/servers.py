@@ -229,10 +229,10 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
     if is_soukets(kind):
         python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
         if web:  # the measured port is the web site's; lines elsewhere
-            listen = ["--listen", f"tcp:{lines_port or free_port()}:interface=127.0.0.1:backlog=1024",
-                      "--web", f"tcp:{port}:interface=127.0.0.1:backlog=1024"]
+            listen = ["--listen", f"tcp:{lines_port or free_port()}:interface=127.0.0.1:backlog=4096",
+                      "--web", f"tcp:{port}:interface=127.0.0.1:backlog=4096"]
         else:
-            listen = ["--listen", f"tcp:{port}:interface=127.0.0.1:backlog=1024",
+            listen = ["--listen", f"tcp:{port}:interface=127.0.0.1:backlog=4096",
                       *no_web(code)]
         return [*python, "-m", "soukets", *listen,
                 "--max-clients", "100000", "--max-rate", "10000000",
@@ -246,7 +246,7 @@ def server_argv(kind: str, port: int, workdir: str, soukets_args: list[str],
         return [sys.executable, str(HERE / "ceiling.py"), str(port)]
     if kind == "redis":
         return [executable("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--maxclients", "20000",
+                "--save", "", "--appendonly", "no", "--maxclients", "20000", "--tcp-backlog", "4096",
                 "--protected-mode", "no", "--dir", workdir, "--loglevel", "warning"]
     if kind == "nats":
         return [executable("nats-server"), "-a", "127.0.0.1", "-p", str(port)]

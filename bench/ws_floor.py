@@ -32,7 +32,7 @@ def main() -> None:
     factory = WebSocketServerFactory()
     factory.protocol = Relay
     factory.members = set()
-    reactor.listenTCP(int(sys.argv[1]), factory, backlog=1024, interface="127.0.0.1")
+    reactor.listenTCP(int(sys.argv[1]), factory, backlog=4096, interface="127.0.0.1")
     reactor.run()
 
 

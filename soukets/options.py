@@ -15,8 +15,8 @@ from soukets.frames import DEFAULT_MAX_LINE
 from soukets.games import available_games
 from soukets.transports.connection import DEFAULT_MAX_BUFFER
 
-DEFAULT_LISTEN = "tcp:7777:backlog=511"
-DEFAULT_WEB = "tcp:7780"
+DEFAULT_LISTEN = "tcp:7777:backlog=4096"
+DEFAULT_WEB = "tcp:7780:backlog=4096"
 
 
 def _positive_int(name: str, minimum: int = 1):
@@ -263,7 +263,7 @@ class Options(usage.Options):
         """
         Serve the web site (the page at /, WebSocket at /ws, /metrics,
         /healthz) on this Twisted endpoint string; repeatable; ssl: gives
-        HTTPS and wss: [default: tcp:7780].
+        HTTPS and wss: [default: tcp:7780:backlog=4096].
         """
         self["web"].append(endpoint)
 
@@ -284,7 +284,7 @@ class Options(usage.Options):
     def opt_listen(self, endpoint: str) -> None:
         """
         Listen on this Twisted endpoint string; repeatable
-        [default: tcp:7777:backlog=511]. Keep backlog= in your own tcp
+        [default: tcp:7777:backlog=4096]. Keep backlog= in your own tcp
         endpoints: Twisted's default backlog is 50.
         """
         self["listen"].append(endpoint)

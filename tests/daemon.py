@@ -93,7 +93,7 @@ class Daemon:
         self.argv = [
             *command,
             "--listen",
-            f"tcp:{port or 0}:interface=127.0.0.1:backlog=511",
+            f"tcp:{port or 0}:interface=127.0.0.1:backlog=4096",
             "--counter-file",
             self.counter_file,
             *web,

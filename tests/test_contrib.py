@@ -86,7 +86,7 @@ class SystemdUnitTests(SynchronousTestCase):
             options = Options()
             options.parseOptions(args + ["--game", "chat"])
             self.assertTrue(
-                "backlog=511" in options["listen"][0] or unit.startswith("socket-activation/"),
+                "backlog=4096" in options["listen"][0] or unit.startswith("socket-activation/"),
                 unit,
             )
 

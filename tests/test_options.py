@@ -21,7 +21,7 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         options = self.parse()
         self.assertEqual(options["listen"], [DEFAULT_LISTEN])
-        self.assertIn("backlog=511", DEFAULT_LISTEN)
+        self.assertIn("backlog=4096", DEFAULT_LISTEN)
         self.assertEqual(
             (options["taille-lobby"], options["max-clients"], options["move-timeout"]),
             (2, 1000, 10.0),
