@@ -290,6 +290,10 @@ def main() -> int:
     parser.add_argument("--soukets-arg", action="append", default=[], metavar="ARG",
                         help="one more argument for every soukets (repeatable), "
                         "e.g. --soukets-arg=--log-level=warn")
+    parser.add_argument("--loadgen", choices=("python", "native"), default="python",
+                        help="native: drive fanout with bench/loadgen.c (C, epoll; built "
+                        "with cc), which no server here saturates; python: the asyncio "
+                        "generator, for every scenario")
     parser.add_argument("--profile", metavar="DIR",
                         help="run soukets under cProfile; write DIR/SCENARIO.pstats "
                         "and print the top of each profile")
@@ -314,6 +318,7 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as workdir:
         code = {}
+        native = scenarios.build_native(workdir) if args.loadgen == "native" else None
         if args.baseline:
             code[f"soukets@{args.baseline}"] = export(args.baseline, workdir)
             wanted.append(f"soukets@{args.baseline}")
@@ -334,7 +339,13 @@ def main() -> int:
                     floor = results.get(scenario.name, {}).get("floor", [])
                     floor = floor[run] if len(floor) > run else None
                     try:
-                        figures = asyncio.run(scenario.coroutine(server, args.quick, floor))
+                        if native and scenario.name == "fanout":
+                            params = scenario.quick if args.quick else scenario.full
+                            figures = scenarios.native_fanout(
+                                server, "soukets" if servers.is_soukets(kind) else kind,
+                                native, **params)
+                        else:
+                            figures = asyncio.run(scenario.coroutine(server, args.quick, floor))
                     except scenarios.BenchFailure as e:
                         failures.append(f"run {run + 1}, {scenario.name}, {kind}: {e}")
                         print(f"FAILED {failures[-1]}", flush=True)

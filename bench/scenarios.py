@@ -835,3 +835,45 @@ async def soak(server: RunningServer, clients: int = 2000, seconds: float = 120.
         "clients": clients,
         "series": series,
     }
+
+
+def build_native(workdir: str) -> str:
+    """
+    Build the native load generator (C{bench/loadgen.c}) with the system's
+    C{cc}; the path of the program.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = shutil.which("cc")
+    if cc is None:
+        raise BenchFailure("no C compiler: apt-get install gcc (the native load generator needs cc)")
+    program = str(Path(workdir) / "loadgen")
+    source = str(Path(__file__).resolve().parent / "loadgen.c")
+    subprocess.run([cc, "-O2", "-Wall", "-o", program, source], check=True)
+    return program
+
+
+def native_fanout(server: RunningServer, dialect: str, program: str, subscribers: int = 100,
+                  messages: int = 20000, window: int = 1000) -> dict[str, float]:
+    """
+    C{fanout} driven by the native load generator (C, epoll), which counts
+    and checks the same way; at least 200,000 messages, so that the
+    server's CPU (read from /proc in clock ticks) is measured over a second
+    or more.
+    """
+    import subprocess
+
+    processes = server._all() if hasattr(server, "_all") else [server]
+    pids = [str(p.pid) for p in processes if getattr(p, "process", None) is not None]
+    done = subprocess.run(
+        [program, "fanout", str(server.port), dialect, str(subscribers),
+         str(max(messages, 200_000) if messages >= 20000 else messages), str(window), *pids],
+        capture_output=True, text=True, timeout=DEADLINE,
+    )
+    if done.returncode != 0:
+        raise BenchFailure(done.stderr.strip() or f"the native load generator exited {done.returncode}")
+    figures = json.loads(done.stdout)
+    figures["loadgen"] = "native"
+    return figures

@@ -20,6 +20,7 @@ from tests.daemon import CHECKOUT, environment
 sys.path.insert(0, str(CHECKOUT / "bench"))
 
 import scenarios  # noqa: E402
+import servers  # noqa: E402
 from dialects import DIALECTS, MEASURED, WARMUP  # noqa: E402
 
 
@@ -140,3 +141,72 @@ class QuickRunTests(SynchronousTestCase):
         for name, servers in (("fanout", everyone - {"ceiling"}), ("games", {"soukets"})):
             for server in servers:
                 self.assertRegex(run.stdout, rf"(?m)^{name} +{server} ")
+
+
+class NativeLoadGeneratorTests(SynchronousTestCase):
+    def test_counts_every_delivery_of_every_dialect(self) -> None:
+        """
+        bench/loadgen.c builds with the system's cc and drives fanout against
+        soukets, the floor, Redis and NATS, with every delivery counted and
+        subscriber 0's order checked (it exits non-zero otherwise).
+        """
+        with tempfile.TemporaryDirectory() as workdir:
+            program = scenarios.build_native(workdir)
+            for kind in ("soukets", "floor", "redis", "nats"):
+                extra = ["--no-auto-queue"] if kind == "soukets" else []
+                server = servers.start(kind, workdir, extra)
+                try:
+                    figures = scenarios.native_fanout(server, kind, program, subscribers=10,
+                                                      messages=500, window=100)
+                finally:
+                    server.stop()
+                self.assertGreater(figures["deliveries_per_s"], 0, kind)
+                self.assertGreater(figures["p99_ms"], 0, kind)
+                self.assertEqual(figures["loadgen"], "native")
+
+    def test_loss_is_a_failure(self) -> None:
+        """
+        A server that drops messages fails the run: a floor whose relay
+        forgets every tenth line.
+        """
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        members: list[socket.socket] = []
+        lines = [0]
+
+        def relay(conn: socket.socket) -> None:
+            buffer = b""
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                *whole, buffer = (buffer + data).split(b"\n")
+                for line in whole:
+                    if b'"subscribe"' in line:
+                        members.append(conn)
+                        continue
+                    lines[0] += 1
+                    if lines[0] % 10:
+                        for member in list(members):
+                            member.sendall(line + b"\n")
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=relay, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        self.addCleanup(listener.close)
+        server = servers.RunningServer("floor", port, process=None)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory() as workdir:
+            program = scenarios.build_native(workdir)
+            with self.assertRaises(scenarios.BenchFailure):
+                scenarios.native_fanout(server, "floor", program, subscribers=3, messages=300, window=50)
