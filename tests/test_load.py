@@ -298,7 +298,7 @@ class MemoryTests(SynchronousTestCase):
         daemon = Daemon(self.mktemp(), "--max-clients", str(CLIENTS), "--move-timeout", "1")
         self.addCleanup(daemon.stop)
         figures = [rss_kib(daemon.process.pid)]
-        for _ in range(4):
+        for _ in range(5):
             crowd = Crowd(daemon.port, CLIENTS)
             crowd.pump(lambda: all("round" in crowd.types(s) for s in crowd.socks))
             for sock in crowd.socks:
@@ -309,4 +309,7 @@ class MemoryTests(SynchronousTestCase):
             time.sleep(0.5)  # let the server see them go
             figures.append(rss_kib(daemon.process.pid))
         print(f"\nserver RSS (KiB) at start and after each wave of {CLIENTS}: {figures}")
-        self.assertLess(figures[-1] - figures[2], 4 * 1024)
+        # (The lower of the last two: the allocator now and then takes a
+        # few MiB more at once and keeps them, which a leak, growing with
+        # every wave, does not look like.)
+        self.assertLess(min(figures[-2:]) - figures[2], 4 * 1024)
