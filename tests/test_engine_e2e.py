@@ -464,8 +464,12 @@ class SoakTests(ClusterTestCase):
         redis = self.redis()
         nodes = self.nodes(redis, 3, "--max-clients", "2000", "--hurry", "0")
         report = soak([n.port for n in nodes], clients=600, seconds=30.0)
-        said = [line for n in nodes for line in n.lines if "#warn" in line or "#error" in line]
-        self.assertEqual(report["errors"], [], f"the nodes said: {said[:20]}")
+        said = {}  # (node, what) -> the first such line: every kind of trouble, once
+        for index, n in enumerate(nodes):
+            for line in n.lines:
+                if "#warn" in line or "#error" in line or "#critical" in line:
+                    said.setdefault((index, line.split("] ", 1)[-1][:40]), line)
+        self.assertEqual(report["errors"], [], f"the nodes said: {list(said.values())}")
         self.assertGreater(report["games"], 600)
         # (A node sends the queue requests of one reactor turn to Redis in
         # one write, and Redis pairs arrivals in the order it reads them:

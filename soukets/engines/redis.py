@@ -398,6 +398,7 @@ class RedisEngine(Service):
         self.liveness = Liveness(grace=DEAD_MS / 1000 + 2 * BEAT)
         self.backlogged = False
         self._beats_since_up = 0
+        self._last_beat_ok = 0.0
         self._sub_ping_sent: float | None = None
         self._forsaken: set[tuple[str, str]] = set()  # (node, route) to tell "gone"
         self._pending: dict[str, list[bytes]] = {}  # channel -> frames this turn
@@ -514,6 +515,7 @@ class RedisEngine(Service):
         self.state = EngineState.UP
         self.backlogged = False
         self._beats_since_up = 0
+        self._last_beat_ok = self.clock.seconds()
         self._sub_ping_sent = None
         self.liveness.reconnected(self.clock.seconds())
         if was is EngineState.CONNECTING:
@@ -608,14 +610,18 @@ class RedisEngine(Service):
     def _heartbeat(self) -> Deferred[Any] | None:
         if not self.up:
             return None
-        self._ping_subscriber()
+        try:
+            self._ping_subscriber()
+            self._check_own_beats()
+        except Exception:  # (the beat must go on whatever happens)
+            self.log.failure("engine: checking the connections failed")
         clients = len(self.server.sessions)
         d = self._script(
             BEAT_SCRIPT, [self.keys.nodes, self.keys.node_info], [self.node, clients, DEAD_MS],
             via=self._beats,
         )
         d.addCallback(self._beaten)
-        d.addErrback(lambda f: self.log.debug("engine: heartbeat failed: {f}", f=f.getErrorMessage()))
+        d.addErrback(self._beat_failed)
         self._list_games()
         if self._queued:
             self._match_waiting()
@@ -633,7 +639,25 @@ class RedisEngine(Service):
             lambda f: None
         )
 
+    def _check_own_beats(self) -> None:
+        """
+        A node whose beats stop landing is soon taken for dead by the
+        others: past half that time without an answer, its heartbeat
+        connection is taken for stuck and made again.
+        """
+        silent = self.clock.seconds() - self._last_beat_ok
+        if silent > DEAD_MS / 2000 and self._beats is not None:
+            self.log.warn(
+                "engine: no heartbeat answered for {seconds:.1f} s; reconnecting", seconds=silent
+            )
+            self._last_beat_ok = self.clock.seconds()  # (once per stall)
+            self._beats.transport.abortConnection()
+
+    def _beat_failed(self, failure: Failure) -> None:
+        self.log.warn("engine: a heartbeat failed: {why}", why=failure.getErrorMessage())
+
     def _beaten(self, result: Any) -> None:
+        self._last_beat_ok = self.clock.seconds()
         added, live, stale = result
         live = [str(n) for n in live]
         self._beats_since_up += 1
