@@ -546,13 +546,13 @@ class LobbyService(Service):
         L{MAX_GAMES_LISTED}.
         """
         self._check_spectators()
-        if self.cluster is not None:
-            return self.cluster.games().addCallback(lambda games: games[:MAX_GAMES_LISTED])
-        listed = [
-            {k: v for k, v in game.items() if k != "started"}
-            for game in self.local_games()[:MAX_GAMES_LISTED]
-        ]
-        return succeed(listed)
+        games = self.cluster.games() if self.cluster is not None else succeed(self.local_games())
+        return games.addCallback(
+            lambda games: [
+                {k: v for k, v in game.items() if k != "started"}
+                for game in games[:MAX_GAMES_LISTED]
+            ]
+        )
 
     def local_games(self, *only: Lobby) -> list[dict[str, Any]]:
         """
@@ -736,8 +736,6 @@ class LobbyService(Service):
             players=" ".join(ids),
         )
         lobby.step(self._start_game, lobby, bots)
-        if self.cluster is not None:
-            self.cluster.listed(lobby)
 
     def _start_game(self, lobby: Lobby, bots: tuple[BotSeat, ...]) -> None:
         lobby.game = self._game_factory(lobby)

@@ -80,6 +80,7 @@ class RedisServer:
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()  # (stopped by its PID even when it failed to start)
                     raise AssertionError(f"redis-server on {self.port} never answered")
                 time.sleep(0.05)
 

@@ -91,6 +91,7 @@ from soukets.frames import (
     encode_frame,
     with_id,
 )
+from soukets.games.base import GameOver
 from soukets.hub import MAX_LISTED, is_lobby_name
 from soukets.session import Session
 
@@ -720,9 +721,7 @@ class RedisEngine(Service):
                 if owner == node:
                     del table[session]
                     if table is self._plays:
-                        session.send(encode_frame(channel, {
-                            "type": "game_over", "reason": NODE_LOST, "scores": {}, "winners": [],
-                        }))
+                        session.send(encode_frame(channel, GameOver(NODE_LOST).to_payload()))
                     session.send(encode_frame(channel, {"type": "closed"}))
         for links in self._links.values():
             links.discard(node)
@@ -855,13 +854,7 @@ class RedisEngine(Service):
             )
 
     def _publish(self, key: str, message: bytes) -> None:
-        commands = self._commands
-        if commands is None:
-            return
-        try:
-            commands.execute_command("PUBLISH", key, message).addErrback(self._publish_failed)
-        except Exception as e:
-            self.log.debug("engine: publish failed: {e}", e=e)
+        self._command("PUBLISH", key, message).addErrback(self._publish_failed)
 
     def _publish_failed(self, failure: Failure) -> None:
         self.log.debug("engine: publish failed: {f}", f=failure.getErrorMessage())
@@ -1348,9 +1341,8 @@ class RedisEngine(Service):
 
     # Games listing (for "games" and "watch" on any node)
 
-    def listed(self, lobby: Any) -> None:
-        pass  # (listed with the others at the next beat: a game over by then
-        # was never worth watching, and costs Redis nothing)
+    # (A game is listed with the others at the next beat: one over by then
+    # was never worth watching, and costs Redis nothing.)
 
     def unlisted(self, lobby: Any) -> None:
         if self.up and lobby.channel in self._listed:
@@ -1369,7 +1361,8 @@ class RedisEngine(Service):
 
     def games(self) -> Deferred[list[dict[str, Any]]]:
         """
-        The running games of every node, newest first.
+        The running games of every node, newest first (with when they
+        started, as L{LobbyService.local_games} has them).
         """
         lobbies = self.server.lobbies
 
@@ -1381,8 +1374,7 @@ class RedisEngine(Service):
             for channel, text in _as_dict(stored).items():
                 if channel not in games and owner_of(channel) in self.liveness.alive:
                     games[channel] = json.loads(text)
-            ordered = sorted(games.values(), key=lambda g: g.get("started", 0), reverse=True)
-            return [{k: v for k, v in g.items() if k != "started"} for g in ordered]
+            return sorted(games.values(), key=lambda g: g.get("started", 0), reverse=True)
 
         return self._when_up("listing games").addCallback(fetch).addCallback(merge)
 
