@@ -274,6 +274,39 @@ def print_table(chosen: list[Scenario], medians: dict, results: dict, runs: int)
                   f"{' '.join(cpu)} {ratio} {work} {work_ratio}  {_extra(scenario.name, m)}")
 
 
+SATURATED = 0.9  # a process this busy (share of one core) may be what sets the pace
+
+
+def crosscheck_verdict(headline: str, pair: dict) -> tuple[float, str]:
+    """
+    The Python generator's figure over the native one's for one run, and
+    whether they must agree: within 10 % when neither generator nor server
+    was saturated; otherwise which side was the bound.
+    """
+    native, python = pair["native"], pair["python"]
+    ratio = python[headline] / native[headline]
+    busy = [name for name, figures in (("native", native), ("python", python))
+            if figures.get("loadgen_cpu", 0) >= SATURATED]
+    if any(f.get("server_cpu", 0) >= SATURATED for f in (native, python)):
+        busy.append("server")
+    if busy:
+        return ratio, "bound by " + ", ".join(busy)
+    return ratio, "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
+
+
+def print_crosscheck(chosen: list[Scenario], crosscheck: dict) -> None:
+    print("\ncross-check: the Python generator's figure / the native one's")
+    for scenario in chosen:
+        for kind, pairs in crosscheck.get(scenario.name, {}).items():
+            for pair in pairs:
+                ratio, verdict = crosscheck_verdict(scenario.headline, pair)
+                print(f"  {scenario.name:<8} {kind:<8} {ratio:5.2f}  "
+                      f"(native loadgen {pair['native'].get('loadgen_cpu', 0):.0%}, "
+                      f"python {pair['python'].get('loadgen_cpu', 0):.0%}, server "
+                      f"{pair['native'].get('server_cpu', 0):.0%} / "
+                      f"{pair['python'].get('server_cpu', 0):.0%})  {verdict}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,10 +323,13 @@ def main() -> int:
     parser.add_argument("--soukets-arg", action="append", default=[], metavar="ARG",
                         help="one more argument for every soukets (repeatable), "
                         "e.g. --soukets-arg=--log-level=warn")
-    parser.add_argument("--loadgen", choices=("python", "native"), default="python",
-                        help="native: drive fanout with bench/loadgen.c (C, epoll; built "
-                        "with cc), which no server here saturates; python: the asyncio "
-                        "generator, for every scenario")
+    parser.add_argument("--loadgen", choices=("auto", "python", "native", "both"), default="auto",
+                        help="native: drive fanout, pairs, games and storm with "
+                        "bench/loadgen.c (C, epoll; built with cc), which no server here "
+                        "saturates; python: the asyncio generator, for every scenario; "
+                        "both: each of those scenarios with each generator, and a "
+                        "cross-check of the two; auto (default): native, or python "
+                        "with --quick")
     parser.add_argument("--profile", metavar="DIR",
                         help="run soukets under cProfile; write DIR/SCENARIO.pstats "
                         "and print the top of each profile")
@@ -314,11 +350,13 @@ def main() -> int:
         print(f"{peer}: left out, {why}")
 
     results: dict[str, dict[str, list[dict]]] = {}
+    crosscheck: dict[str, dict[str, list[dict]]] = {}
     failures = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as workdir:
         code = {}
-        native = scenarios.build_native(workdir) if args.loadgen == "native" else None
+        loadgen = args.loadgen if args.loadgen != "auto" else ("python" if args.quick else "native")
+        native = scenarios.build_native(workdir) if loadgen in ("native", "both") else None
         if args.baseline:
             code[f"soukets@{args.baseline}"] = export(args.baseline, workdir)
             wanted.append(f"soukets@{args.baseline}")
@@ -338,14 +376,31 @@ def main() -> int:
                                            web=scenario.transport in ("websocket", "mixed"))
                     floor = results.get(scenario.name, {}).get("floor", [])
                     floor = floor[run] if len(floor) > run else None
+                    drives = (["native"] if native and scenario.name in scenarios.NATIVE
+                              else ["python"])
+                    if loadgen == "both" and drives == ["native"]:
+                        drives.append("python")
+                    figures = None
                     try:
-                        if native and scenario.name == "fanout":
-                            params = scenario.quick if args.quick else scenario.full
-                            figures = scenarios.native_fanout(
-                                server, "soukets" if servers.is_soukets(kind) else kind,
-                                native, **params)
-                        else:
-                            figures = asyncio.run(scenario.coroutine(server, args.quick, floor))
+                        for drive in drives:
+                            if drive == "python" and figures is not None:
+                                # (The cross-check: a fresh server, the other generator.)
+                                server.stop()
+                                server = servers.start(kind, workdir, extra, None,
+                                                       code.get(kind, servers.CHECKOUT))
+                                checked = asyncio.run(scenario.coroutine(server, args.quick, floor))
+                                crosscheck.setdefault(scenario.name, {}).setdefault(
+                                    kind, []).append({"native": figures, "python": checked})
+                            elif drive == "native":
+                                params = dict(scenario.quick if args.quick else scenario.full)
+                                if scenario.name == "pairs" and floor is not None:
+                                    params["reference_rate"] = floor["messages_per_s"]
+                                figures = scenarios.native(
+                                    scenario.name, server,
+                                    "soukets" if servers.is_soukets(kind) or servers.cluster_size(kind)
+                                    else kind, native, **params)
+                            else:
+                                figures = asyncio.run(scenario.coroutine(server, args.quick, floor))
                     except scenarios.BenchFailure as e:
                         failures.append(f"run {run + 1}, {scenario.name}, {kind}: {e}")
                         print(f"FAILED {failures[-1]}", flush=True)
@@ -368,6 +423,8 @@ def main() -> int:
     medians = {name: {kind: median_figures(runs) for kind, runs in by_server.items()}
                for name, by_server in results.items()}
     print_table(chosen, medians, results, args.runs)
+    if crosscheck:
+        print_crosscheck(chosen, crosscheck)
     print(f"\ntook {time.monotonic() - started:.0f} s")
     report = {
         "machine": machine(),
@@ -382,6 +439,7 @@ def main() -> int:
             for s in chosen if s.headline.endswith("_per_s")
         },
         "runs": results,
+        "crosscheck": crosscheck,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

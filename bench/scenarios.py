@@ -855,25 +855,83 @@ def build_native(workdir: str) -> str:
     return program
 
 
-def native_fanout(server: RunningServer, dialect: str, program: str, subscribers: int = 100,
-                  messages: int = 20000, window: int = 1000) -> dict[str, float]:
+NATIVE = ("fanout", "pairs", "games", "storm")  # what bench/loadgen.c drives
+
+
+def _native(server: RunningServer, program: str, mode: str, *args: object) -> dict[str, float]:
     """
-    C{fanout} driven by the native load generator (C, epoll), which counts
-    and checks the same way; at least 200,000 messages, so that the
-    server's CPU (read from /proc in clock ticks) is measured over a second
-    or more.
+    Run the native load generator's C{mode} against C{server} (the servers'
+    PIDs appended, for their CPU); its JSON figures.
     """
     import subprocess
 
     processes = server._all() if hasattr(server, "_all") else [server]
     pids = [str(p.pid) for p in processes if getattr(p, "process", None) is not None]
-    done = subprocess.run(
-        [program, "fanout", str(server.port), dialect, str(subscribers),
-         str(max(messages, 200_000) if messages >= 20000 else messages), str(window), *pids],
-        capture_output=True, text=True, timeout=DEADLINE,
-    )
+    done = subprocess.run([program, mode, *map(str, args), *pids],
+                          capture_output=True, text=True, timeout=4 * DEADLINE)
     if done.returncode != 0:
         raise BenchFailure(done.stderr.strip() or f"the native load generator exited {done.returncode}")
     figures = json.loads(done.stdout)
     figures["loadgen"] = "native"
     return figures
+
+
+def native_fanout(server: RunningServer, dialect: str, program: str, subscribers: int = 100,
+                  messages: int = 20000, window: int = 1000) -> dict[str, float]:
+    """
+    L{fanout} driven by the native load generator (C, epoll), which counts
+    and checks the same way; at least 200,000 messages at full size, so that
+    the server's CPU (read from /proc in clock ticks) is measured over a
+    second or more.
+    """
+    messages = max(messages, 200_000) if messages >= 20000 else messages
+    return _native(server, program, "fanout", server.port, dialect, subscribers, messages, window)
+
+
+def native_pairs(server: RunningServer, dialect: str, program: str, channels: int = 500,
+                 exchanges: int = 200, reference_rate: float | None = None,
+                 paced_seconds: float = 2.0) -> dict[str, float]:
+    """
+    L{pairs} driven by the native load generator: flat out, then paced at
+    L{PACED_LEVELS} of C{reference_rate} (the floor's, when it ran first).
+    At full size, five times the exchanges, for the same reason as in
+    L{native_fanout}.
+    """
+    exchanges = exchanges * 5 if exchanges >= 200 else exchanges
+    return _native(server, program, "pairs", server.port, dialect, channels, exchanges,
+                   reference_rate or 0, paced_seconds)
+
+
+def native_games(server: RunningServer, program: str, clients: int = 1000,
+                 games_each: int = 5) -> dict[str, float]:
+    """
+    L{games} driven by the native load generator (players take the
+    cluster's ports in turn).  At full size, four times the games each.
+    """
+    games_each = games_each * 4 if clients >= 1000 else games_each
+    return _native(server, program, "games", ",".join(map(str, server.ports)), clients, games_each)
+
+
+def native_storm(server: RunningServer, dialect: str, program: str,
+                 clients: int = 5000) -> dict[str, float]:
+    """
+    L{storm} driven by the native load generator: every connection opened
+    at once without waiting, each greeting timed from the storm's start.
+    """
+    return _native(server, program, "storm", server.port, dialect, clients)
+
+
+def native(scenario: str, server: RunningServer, dialect: str, program: str,
+           **params: Any) -> dict[str, float]:
+    """
+    Scenario C{scenario} (one of L{NATIVE}) driven by the native load
+    generator.
+    """
+    if scenario == "fanout":
+        return native_fanout(server, dialect, program, **params)
+    if scenario == "pairs":
+        params.pop("paced_levels", None)
+        return native_pairs(server, dialect, program, **params)
+    if scenario == "games":
+        return native_games(server, program, **params)
+    return native_storm(server, dialect, program, **params)

@@ -20,6 +20,7 @@ from tests.daemon import CHECKOUT, environment
 sys.path.insert(0, str(CHECKOUT / "bench"))
 
 import scenarios  # noqa: E402
+import run as run_module  # noqa: E402
 import servers  # noqa: E402
 from dialects import DIALECTS, MEASURED, WARMUP  # noqa: E402
 
@@ -164,10 +165,74 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
                 self.assertGreater(figures["p99_ms"], 0, kind)
                 self.assertEqual(figures["loadgen"], "native")
 
+    def test_both_generators_every_native_scenario(self) -> None:
+        """
+        C{bench/run.py --loadgen both} drives fanout, pairs, games and storm
+        with the native generator against every server they apply to, runs
+        the Python generator against a fresh server as a cross-check, and
+        reports both, with no failed check.
+        """
+        with tempfile.TemporaryDirectory() as out:
+            run = subprocess.run(
+                [sys.executable, str(CHECKOUT / "bench" / "run.py"), "--quick", "--runs", "1",
+                 "--loadgen", "both", "--only", "fanout,pairs,games,storm", "--no-plot",
+                 "--out", out],
+                env=environment(), capture_output=True, text=True, timeout=300)
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            report = json.loads((Path(out) / "bench.json").read_text())
+        self.assertEqual(report["failures"], [])
+        expected = {"fanout": {"floor", "soukets", "redis", "nats"},
+                    "pairs": {"floor", "ceiling", "soukets", "redis", "nats"},
+                    "games": {"soukets"}, "storm": {"soukets", "redis", "nats"}}
+        for name, kinds in expected.items():
+            self.assertEqual(set(report["runs"][name]), kinds, name)
+            self.assertEqual(set(report["crosscheck"][name]), kinds, name)
+            for kind in kinds:
+                [figures] = report["runs"][name][kind]
+                self.assertEqual(figures["loadgen"], "native")
+                [pair] = report["crosscheck"][name][kind]
+                self.assertNotIn("loadgen", pair["python"])
+        pairs = report["runs"]["pairs"]["soukets"][0]
+        for level in (25, 50, 80):
+            self.assertGreater(pairs[f"paced{level}_achieved"], 0)
+            self.assertGreater(pairs[f"paced{level}_p99_ms"], 0)
+        self.assertIn("cross-check", run.stdout)
+
+    def test_crosscheck_verdict(self) -> None:
+        """
+        Two generators must agree within 10 % when neither they nor the
+        server were saturated; otherwise the verdict names the bound.
+        """
+        def pair(native: float, python: float, gen: float = 0.5, server: float = 0.5) -> dict:
+            return {"native": {"x": native, "loadgen_cpu": 0.3, "server_cpu": server},
+                    "python": {"x": python, "loadgen_cpu": gen, "server_cpu": 0.4}}
+
+        verdict = run_module.crosscheck_verdict
+        self.assertEqual(verdict("x", pair(100, 95)), (0.95, "agree"))
+        self.assertEqual(verdict("x", pair(100, 80))[1], "DISAGREE")
+        self.assertEqual(verdict("x", pair(100, 80, gen=0.97))[1], "bound by python")
+        self.assertEqual(verdict("x", pair(100, 80, server=0.95))[1], "bound by server")
+
+    def test_games_check_every_result(self) -> None:
+        """
+        The native games mode fails a run that stops making progress,
+        rather than wait: here two players queue for lobbies of three.
+        """
+        with tempfile.TemporaryDirectory() as workdir:
+            program = scenarios.build_native(workdir)
+            server = servers.start("soukets", workdir, ["--no-auto-queue", "--lobby-size", "3"])
+            try:
+                with self.assertRaises(scenarios.BenchFailure) as failed:
+                    scenarios.native_games(server, program, clients=2, games_each=1)
+            finally:
+                server.stop()
+        self.assertIn("the games stopped", str(failed.exception))
+
     def test_loss_is_a_failure(self) -> None:
         """
         A server that drops messages fails the run: a floor whose relay
-        forgets every tenth line.
+        routes each line to its channel's other members but forgets every
+        tenth (fanout's order check, pairs' stall check).
         """
         import socket
         import threading
@@ -176,24 +241,32 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         port = listener.getsockname()[1]
-        members: list[socket.socket] = []
+        members: dict[bytes, list[socket.socket]] = {}
         lines = [0]
 
         def relay(conn: socket.socket) -> None:
             buffer = b""
             while True:
-                data = conn.recv(65536)
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
                 if not data:
                     return
                 *whole, buffer = (buffer + data).split(b"\n")
                 for line in whole:
+                    channel = line.partition(b";")[0]
                     if b'"subscribe"' in line:
-                        members.append(conn)
+                        members.setdefault(channel, []).append(conn)
                         continue
                     lines[0] += 1
                     if lines[0] % 10:
-                        for member in list(members):
-                            member.sendall(line + b"\n")
+                        for member in list(members.get(channel, [])):
+                            if member is not conn:
+                                try:
+                                    member.sendall(line + b"\n")
+                                except OSError:
+                                    pass
 
         def accept() -> None:
             while True:
@@ -210,3 +283,6 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
             program = scenarios.build_native(workdir)
             with self.assertRaises(scenarios.BenchFailure):
                 scenarios.native_fanout(server, "floor", program, subscribers=3, messages=300, window=50)
+            with self.assertRaises(scenarios.BenchFailure):
+                scenarios.native_pairs(server, "floor", program, channels=5, exchanges=50,
+                                       paced_seconds=0.1)
