@@ -23,8 +23,8 @@
  *   of REFERENCE_RATE (or of the flat-out rate if 0) for PACED_S seconds
  *   each: round trips at those loads.
  * games: soukets only.  PLAYERS queue, move "rock" on every round, check
- *   every result (two moves, nobody timed out) and queue again until each
- *   has played GAMES_EACH games.
+ *   every result (two moves, nobody timed out) and queue again until
+ *   PLAYERS * GAMES_EACH / 2 games are over.
  * storm: CLIENTS connections opened at once; each counts once the server
  *   greets it (soukets' welcome, NATS' INFO, Redis' answer to HELLO).
  *
@@ -571,7 +571,8 @@ static int pairs(int port, int channels, long exchanges, double reference, doubl
 /* ------------------------------------------------------------------- games */
 
 static Conn *players;
-static int nplayers, games_each, done_players;
+static int nplayers, games_each;
+static long closed_total; /* every player's games, counted when closed */
 
 /* The value of "type" in a frame's JSON (compact, as soukets writes it). */
 static int frame_is(const char *body, const char *type) {
@@ -603,10 +604,11 @@ static void on_frame(Conn *c, char *line) {
             exit(1);
         }
     } else if (frame_is(body, "closed")) {
-        if (++c->played < games_each)
+        /* (Everyone queues again until the games are all played: were each
+         * to stop after its own share, the last could wait alone.) */
+        c->played++;
+        if (++closed_total < (long)nplayers * games_each)
             send_all(c->fd, ";{\"type\":\"queue\"}\n", 18);
-        else
-            done_players++;
     } else if (frame_is(body, "error")) {
         fprintf(stderr, "loadgen: error frame %s;%s\n", channel, body);
         exit(1);
@@ -667,10 +669,8 @@ static int games(const char *ports, int count, int each) {
     start_usage();
     for (int i = 0; i < count; i++) send_all(players[i].fd, ";{\"type\":\"queue\"}\n", 18);
     p = progress("the games");
-    while (done_players < count) {
-        long played = 0;
-        for (int i = 0; i < count; i++) played += players[i].played;
-        check(&p, played);
+    while (closed_total < (long)count * each) {
+        check(&p, closed_total);
         pump_players(5);
     }
     double elapsed = now_s() - began;

@@ -479,14 +479,13 @@ async def games(server: RunningServer, clients: int = 1000,
                 games_each: int = 5) -> dict[str, float]:
     """
     C{clients} players queue, get matched, move at once, get the result and
-    queue again, until each has played C{games_each} games (server run with
+    queue again, until C{clients * games_each / 2} games are over (server run with
     C{--no-auto-queue}; rps, one round, lobbies of two).
     """
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     last_move: dict[str, float] = {}
     to_result: list[float] = []
-    played: dict[Player, int] = {}
     finished = 0
 
     def fail(why: str) -> None:
@@ -506,13 +505,13 @@ async def games(server: RunningServer, clients: int = 1000,
             if len(frame["moves"]) != 2 or frame["timed_out"]:
                 fail(f"unexpected result {frame}")
         elif kind == "closed":
-            played[player] += 1
-            if played[player] < games_each:
+            # (Everyone queues again until the games are all played: were
+            # each to stop after its own share, the last could wait alone.)
+            finished += 1
+            if finished < clients * games_each:
                 player.send("", {"type": "queue"})
-            else:
-                finished += 1
-                if finished == clients and not done.done():
-                    done.set_result(None)
+            elif not done.done():
+                done.set_result(None)
         elif kind == "error":
             fail(f"error frame {frame}")
 
@@ -522,7 +521,6 @@ async def games(server: RunningServer, clients: int = 1000,
     usage = Usage(server)
     usage.start()
     for player in players:
-        played[player] = 0
         player.send("", {"type": "queue"})
     await within(done, "the games")
     figures = usage.stop()
