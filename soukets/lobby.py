@@ -16,9 +16,10 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from soukets import logs
 from soukets.frames import (
     ALREADY_QUEUED,
     BAD_TOKEN,
@@ -730,11 +731,12 @@ class LobbyService(Service):
             player.send(encode_frame(CONTROL, matched))
         # (debug: the game over line at info is the operator's record of
         # every game, with its players; this one would double the cost.)
-        self.log.debug(
-            "lobby formed: {game} for {players}",
-            game=self.game_name,
-            players=" ".join(ids),
-        )
+        if logs.enabled(LogLevel.debug):
+            self.log.debug(
+                "lobby formed: {game} for {players}",
+                game=self.game_name,
+                players=" ".join(ids),
+            )
         lobby.step(self._start_game, lobby, bots)
 
     def _start_game(self, lobby: Lobby, bots: tuple[BotSeat, ...]) -> None:

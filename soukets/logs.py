@@ -19,18 +19,90 @@ import sys
 from typing import Any, Iterator
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
+    formatEventAsClassicLogText,
+    formatTime,
     globalLogPublisher,
     jsonFileLogObserver,
-    textFileLogObserver,
 )
 from twisted.python.logfile import LogFile
 
 LEVELS = ("debug", "info", "warn", "error", "critical")
+
+# The lowest level the daemon's log keeps (L{make_observer} sets it); until
+# then, every event may be observed (by a test's observer, say).
+_lowest = LogLevel.debug
+
+
+def enabled(level: LogLevel) -> bool:
+    """
+    Whether the daemon's log keeps events of C{level}: a frequent event
+    (a debug line per lobby or connection) is not even emitted otherwise,
+    since emitting an event costs a few microseconds that its filtering
+    does not give back.
+    """
+    return level >= _lowest
+
+
+def _sentence(event: dict[str, Any]) -> str:
+    """
+    C{formatEvent(event)}, by C{str.format_map} (C) where that gives the
+    same text: a format with no call in it (Twisted's formatter alone
+    reads C{{f()}} as a call); anything else, or any failure, takes
+    Twisted's own path.
+    """
+    format = event.get("log_format")
+    if type(format) is str and "()" not in format and "log_flattened" not in event:
+        try:
+            return format.format_map(event)
+        except Exception:
+            pass
+    return formatEvent(event)
+
+
+class ClassicText:
+    """
+    Twisted's classic text line (C{formatEventAsClassicLogText}: time,
+    C{[system]}, the event's sentence), made cheaper for the common event:
+    the time stamp, to the second, is formatted once a second, and the
+    system once per namespace and level.  An event with a traceback takes
+    Twisted's own path.
+    """
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._stamp = ""
+        self._systems: dict[tuple[str, Any], str] = {}
+
+    def __call__(self, event: dict[str, Any]) -> str | None:
+        if "log_failure" in event or "log_system" in event:
+            return formatEventAsClassicLogText(event)
+        text = _sentence(event)
+        if not text:
+            return None
+        when = event.get("log_time")
+        if when is None:
+            stamp = "-"
+        elif int(when) == self._second:
+            stamp = self._stamp
+        else:
+            self._second, self._stamp = int(when), formatTime(when)
+            stamp = self._stamp
+        key = (event.get("log_namespace", "-"), event.get("log_level"))
+        system = self._systems.get(key)
+        if system is None:
+            level = key[1].name if key[1] is not None else "-"
+            system = self._systems[key] = f"[{key[0]}#{level}]"
+            if len(self._systems) > 1000:  # (namespaces are few; stay bounded anyway)
+                self._systems.clear()
+        if "\n" in text:
+            text = text.replace("\n", "\n\t")
+        return f"{stamp} {system} {text}\n"
 FORMATS = ("text", "json")
 
 
@@ -56,8 +128,10 @@ def make_observer(level: str, format: str, twistd: Any = None) -> ILogObserver |
             # The sentence too, for readers that do not format events.
             json_writer({**event, "text": formatEvent(event)})
     else:
-        writer = textFileLogObserver(out)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+        writer = FileLogObserver(out, ClassicText())
+    global _lowest
+    _lowest = LogLevel.levelWithName(level)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=_lowest)
     return FilteringLogObserver(writer, [predicate])
 
 

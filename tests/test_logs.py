@@ -66,3 +66,68 @@ class LogOptionTests(SynchronousTestCase):
         quiet.stop()
         self.assertNotIn("game over", quiet.output)
         self.assertNotIn("lobby formed", quiet.output)
+
+
+class ClassicTextTests(SynchronousTestCase):
+    """
+    L{soukets.logs.ClassicText} writes exactly the lines of Twisted's
+    C{formatEventAsClassicLogText}, only cheaper.
+    """
+
+    def events(self) -> list[dict]:
+        from twisted.logger import LogLevel
+        from twisted.python.failure import Failure
+
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            failure = Failure()
+        base = {"log_time": 1_790_000_000.25, "log_namespace": "soukets.lobby.LobbyService",
+                "log_level": LogLevel.info}
+        return [
+            {**base, "log_format": "{record}", "record": "game over (completed): rps a b"},
+            {**base, "log_time": 1_790_000_000.75, "log_format": "same second {x}", "x": 1},
+            {**base, "log_time": 1_790_000_001.0, "log_format": "next second"},
+            {**base, "log_format": "two\nlines {x}", "x": "and\nthree"},
+            {**base, "log_level": LogLevel.warn, "log_format": "a warning"},
+            {**base, "log_namespace": "other", "log_format": "elsewhere"},
+            {**base, "log_system": "-", "log_format": "twistd's own"},
+            {**base, "log_format": "failed", "log_failure": failure},
+            {"log_format": "no time, no namespace, no level"},
+            {**base, "log_format": "{missing}"},
+            {**base, "log_format": "{x!r} {x:>5} {y[0]} {y[1].real} {{braces}}", "x": "a", "y": [3, 4j]},
+            {**base, "log_format": "called {f()}", "f": lambda: "back"},
+            {**base, "log_format": "{x:bad}", "x": 1},
+            {**base, "log_format": b"bytes {x}", "x": 1},
+            {**base, "log_format": None},
+            {**base},
+        ]
+
+    def test_same_lines_as_twisted(self) -> None:
+        from twisted.logger import formatEventAsClassicLogText
+
+        from soukets.logs import ClassicText
+
+        classic = ClassicText()
+        for event in self.events():
+            self.assertEqual(classic(event), formatEventAsClassicLogText(event), event)
+
+    def test_enabled_follows_the_daemon_level(self) -> None:
+        """
+        L{soukets.logs.enabled} says whether the level the daemon's
+        observer was made with keeps an event, so that frequent debug
+        events are not even emitted at info.
+        """
+        from twisted.logger import LogLevel
+
+        from soukets import logs
+
+        self.addCleanup(setattr, logs, "_lowest", logs._lowest)
+        logs.make_observer("info", "text")
+        self.assertFalse(logs.enabled(LogLevel.debug))
+        self.assertTrue(logs.enabled(LogLevel.info))
+        logs.make_observer("debug", "text")
+        self.assertTrue(logs.enabled(LogLevel.debug))
+        logs.make_observer("error", "text")
+        self.assertFalse(logs.enabled(LogLevel.warn))
+        self.assertTrue(logs.enabled(LogLevel.critical))

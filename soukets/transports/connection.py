@@ -16,9 +16,10 @@ from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IPushProducer, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
+from soukets import logs
 from soukets.counter import Admission, HostCounterService
 from soukets.frames import CONTROL, SERVER_FULL, ProtocolError, encode_frame
 from soukets.outbox import Framing, Outbox, Owed
@@ -186,12 +187,13 @@ class Connection:
         self.session = session = self.gate.server.connect(
             self._owe, self._disconnect, self.link.pause, self.link.resume
         )
-        self.log.debug(
-            "client {client} connected over {transport} from {peer}",
-            client=session.client_id,
-            transport=self.transport,
-            peer=self.peer,
-        )
+        if logs.enabled(LogLevel.debug):
+            self.log.debug(
+                "client {client} connected over {transport} from {peer}",
+                client=session.client_id,
+                transport=self.transport,
+                peer=self.peer,
+            )
         session.start()
         early, self._early = self._early, []
         for feed, data in early:
@@ -271,7 +273,8 @@ class Connection:
         self.gate.left(self)
         if self.session is not None:
             self.session.connection_lost()
-            self.log.debug("client {client} left", client=self.session.client_id)
+            if logs.enabled(LogLevel.debug):
+                self.log.debug("client {client} left", client=self.session.client_id)
         if admitted:
             self.gate.counter.release()
         self.closed.callback(None)
