@@ -427,6 +427,30 @@ class _DaemonThreadPool(ThreadPool):
     threadFactory = partial(threading.Thread, daemon=True)
 
 
+@attrs.define(eq=False)
+class _AdmissionBatch:
+    """
+    The admissions one counter transaction answers, and the one timer that
+    bounds how long they wait.
+    """
+
+    waiting: list[Deferred[Admission]] = attrs.field(factory=list)
+    timer: Any = None
+    overdue: bool = False
+
+    def answer(self, admitted: int, otherwise: Admission) -> None:
+        """
+        The first C{admitted} are admitted, the others get C{otherwise};
+        the timer is no longer needed.
+        """
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        waiting, self.waiting = self.waiting, []
+        for index, each in enumerate(waiting):
+            each.callback(Admission.ADMITTED if index < admitted else otherwise)
+
+
 class HostCounterService(Service):
     """
     The client cap shared by every soukets process on the host, as a
@@ -462,7 +486,7 @@ class HostCounterService(Service):
         self._file: CounterFile | None = None
         self._running = 0  # transactions handed to the thread, not finished
         self._busy = False  # an admission/release transaction is running
-        self._admits: list[Deferred[Admission]] = []
+        self._batch: _AdmissionBatch | None = None  # admissions the next transaction takes
         self._releases: list[Deferred[None]] = []
         self._when_idle: list[Deferred[None]] = []
         self.last_total = 0
@@ -568,26 +592,36 @@ class HostCounterService(Service):
 
         Admissions and releases asked for while a transaction runs wait for
         the next one, which takes them all at once: a burst of connections
-        costs a few transactions, not one each.
+        costs a few transactions, not one each.  Admissions that one
+        transaction takes share one bound (a timer from the first of them):
+        a storm of reconnections costs a timer per transaction, not one per
+        client.
         """
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _AdmissionBatch()
+            batch.timer = self._reactor.callLater(self.answer_timeout, self._overdue, batch)
         waiting: Deferred[Admission] = Deferred()
-        self._admits.append(waiting)
+        batch.waiting.append(waiting)
         self._next_transaction()
+        return waiting
 
-        def late() -> Admission:
-            self.log.error(
-                "client counter: no answer within {seconds} s; refusing a "
-                "client",
-                seconds=self.answer_timeout,
-            )
-            return Admission.UNAVAILABLE
-
-        def admitted_too_late(admission: Admission) -> None:
-            # The client was refused meanwhile: give its slot back.
-            if admission is Admission.ADMITTED:
-                self.release()
-
-        return self._bounded(waiting, late, admitted_too_late)
+    def _overdue(self, batch: _AdmissionBatch) -> None:
+        """
+        No answer for C{batch} within the bound: its clients are refused
+        (if its transaction admits them later, their slots are given back).
+        """
+        batch.timer = None
+        batch.overdue = True
+        if self._batch is batch:
+            self._batch = None  # (not taken by any transaction: none will)
+        self.log.error(
+            "client counter: no answer within {seconds} s; refusing "
+            "{clients} client(s)",
+            seconds=self.answer_timeout,
+            clients=len(batch.waiting),
+        )
+        batch.answer(0, Admission.UNAVAILABLE)
 
     def release(self) -> Deferred[None]:
         """
@@ -603,43 +637,44 @@ class HostCounterService(Service):
             return
         if not self.running:
             # Stopping: nobody new is admitted, releases need no file.
-            admits, self._admits = self._admits, []
+            batch, self._batch = self._batch, None
             releases, self._releases = self._releases, []
-            for waiting in admits:
-                waiting.callback(Admission.UNAVAILABLE)
+            if batch is not None:
+                batch.answer(0, Admission.UNAVAILABLE)
             for waiting in releases:
                 waiting.callback(None)
-        if not (self._admits or self._releases):
+        if self._batch is None and not self._releases:
             idle, self._when_idle = self._when_idle, []
             for waiting in idle:
                 waiting.callback(None)
             return
         assert self._file is not None
-        admits, self._admits = self._admits, []
+        batch, self._batch = self._batch or _AdmissionBatch(), None
         releases, self._releases = self._releases, []
-        file, cap = self._file, self.max_clients
+        file, cap, admits = self._file, self.max_clients, len(batch.waiting)
         self._busy = True
-        d = self._call(lambda: file.change(len(admits), len(releases), cap))
+        d = self._call(lambda: file.change(admits, len(releases), cap))
 
         def done(result: tuple[int, int]) -> None:
             admitted, self.last_total = result
-            for index, waiting in enumerate(admits):
-                waiting.callback(
-                    Admission.ADMITTED if index < admitted else Admission.FULL
-                )
+            if batch.overdue:
+                # Refused meanwhile: give their slots back.
+                for _ in range(admitted):
+                    self.release()
+            else:
+                batch.answer(admitted, Admission.FULL)
             for waiting in releases:
                 waiting.callback(None)
 
         def failed(failure: Failure) -> None:
             what = [
-                "refusing a client" if len(admits) == 1 else f"refusing {len(admits)} clients",
+                "refusing a client" if admits == 1 else f"refusing {admits} clients",
                 f"releasing {len(releases)}",
             ]
             self._logFailure(
-                failure, ", ".join(w for w, n in zip(what, (admits, releases)) if n)
+                failure, ", ".join(w for w, n in zip(what, (admits, len(releases))) if n)
             )
-            for waiting in admits:
-                waiting.callback(Admission.UNAVAILABLE)
+            batch.answer(0, Admission.UNAVAILABLE)
             for waiting in releases:
                 waiting.callback(None)
 

@@ -397,6 +397,42 @@ class BoundedAnswerTests(SynchronousTestCase):
         self.finish(1)
         self.assertEqual(self.service._file.clients, 0)
 
+    def test_burst_shares_one_bound(self) -> None:
+        """
+        Admissions taken by one transaction share one timer; stuck, they
+        are all refused when it fires, and the slots the transaction then
+        gives are handed back in one more transaction.
+        """
+        results: list[Admission] = []
+        for _ in range(3):
+            self.service.admit().addCallback(results.append)  # the first transaction
+        self.assertEqual(len(self.pending), 1)
+        for _ in range(100):
+            self.service.admit().addCallback(results.append)  # wait for the next
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)
+        self.clock.advance(2)
+        self.assertEqual(results, [Admission.UNAVAILABLE] * 103)
+        self.finish(0)  # the first admits 3 clients, too late...
+        self.assertEqual(len(self.pending), 2)  # ...and one transaction releases them
+        self.finish(1)
+        self.assertEqual(self.service._file.clients, 0)
+        self.assertEqual(len(self.pending), 2)  # the 100 refused never reached the file
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_burst_answered_in_order(self) -> None:
+        """
+        A burst answered in time: the first ones the cap allows are
+        admitted, the rest are told the host is full, and no timer is left.
+        """
+        results: list[Admission] = []
+        self.service.admit().addCallback(results.append)
+        for _ in range(7):
+            self.service.admit().addCallback(results.append)
+        self.finish(0)
+        self.finish(1)
+        self.assertEqual(results, [Admission.ADMITTED] * 5 + [Admission.FULL] * 3)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_prompt_admission(self) -> None:
         results: list[Admission] = []
         self.service.admit().addCallback(results.append)
