@@ -29,7 +29,7 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def play(games: int, players: int = 1000) -> float:
+def play(games: int, players: int = 1000, move: bytes = b"rock") -> float:
     """
     C{games} games of rock-paper-scissors (lobbies of two, one round)
     between C{players} sessions that queue, move at once and queue again;
@@ -88,7 +88,8 @@ def play(games: int, players: int = 1000) -> float:
             for line in data.split(b"\n")[:-1]:
                 channel, _, body = line.partition(b";")
                 if body.startswith(b'{"type":"round"'):
-                    sessions[index].data_received(channel + b';{"type":"move","move":"rock"}\n')
+                    sessions[index].data_received(
+                        channel + b';{"type":"move","move":"' + move + b'"}\n')
                 elif body.startswith(b'{"type":"result"'):
                     if b'"timed_out":[]' not in body or body.count(b':"rock"') != 2:
                         raise SystemExit(f"unexpected result {body!r}")

@@ -144,6 +144,34 @@ class QuickRunTests(SynchronousTestCase):
                 self.assertRegex(run.stdout, rf"(?m)^{name} +{server} ")
 
 
+class GamePathTests(SynchronousTestCase):
+    def test_measures_this_tree_and_a_baseline(self) -> None:
+        """
+        C{bench/gamepath.py} plays its games through the core of this tree
+        and of a git ref, checking every result, and prints each figure.
+        """
+        run = subprocess.run(
+            [sys.executable, str(CHECKOUT / "bench" / "gamepath.py"), "--games", "300",
+             "--repeat", "2", "--baseline", "HEAD"],
+            env=environment(), capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertRegex(run.stdout, r"(?m)^soukets +[0-9.]+ us/game \(best of 2: ")
+        self.assertRegex(run.stdout, r"(?m)^soukets@HEAD +[0-9.]+ us/game .* as fast$")
+
+    def test_fails_on_a_refused_move(self) -> None:
+        """
+        A frame the server refuses fails the measurement rather than
+        counting as a game (in a process of its own: the measurement sets
+        up the daemon's logging and collector).
+        """
+        code = ("import sys; sys.path.insert(0, 'bench'); import gamepath; "
+                "gamepath.play(20, players=10, move=b'lizard')")
+        run = subprocess.run([sys.executable, "-c", code], cwd=str(CHECKOUT),
+                             env=environment(), capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("error frame", run.stderr)
+
+
 class NativeLoadGeneratorTests(SynchronousTestCase):
     def test_counts_every_delivery_of_every_dialect(self) -> None:
         """
