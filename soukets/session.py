@@ -205,6 +205,12 @@ class Session:
             # Only whole lines are signs of life: a client that trickles a
             # line a byte at a time is as silent as one that sends nothing.
             self._last_heard = self.server.clock.seconds()
+            if len(lines) == 1 and not self._held and self._answering is None:
+                # (The usual case, without the queue: one line, nothing
+                # waiting before it.)
+                if self.state is SessionState.OPEN:
+                    self._handle(lines[0])
+                return
             self._held.extend(lines)
             self._handle_held()
 
