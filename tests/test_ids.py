@@ -1,14 +1,14 @@
 """
 Ids that must be unguessable are: lobby ids (and, as they come, resume
-tokens) are drawn from C{secrets}, and many of them look like random bits,
-which sequential, time-based or low-entropy ids do not.
+tokens) are drawn from C{os.urandom}, as C{secrets}' are, and many of them
+look like random bits, which sequential, time-based or low-entropy ids do
+not.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import secrets
 from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -55,10 +55,19 @@ class UnguessableMixin:
 
 
 class LobbyIdTests(UnguessableMixin, SynchronousTestCase):
-    def test_drawn_from_secrets(self) -> None:
-        with mock.patch.object(secrets, "token_urlsafe", return_value="X" * 22) as token:
-            self.assertEqual(new_lobby_id(), LOBBY_PREFIX + "X" * 22)
-        token.assert_called_once_with(LOBBY_ID_BYTES)
+    def test_drawn_from_urandom(self) -> None:
+        """
+        A lobby id is C{LOBBY_ID_BYTES} bytes of C{os.urandom} (the source
+        of C{secrets}), in URL-safe base64 without padding, as
+        C{secrets.token_urlsafe} writes them.
+        """
+        drawn = bytes(range(250, 256)) + bytes(range(10))
+        with mock.patch.object(os, "urandom", return_value=drawn) as urandom:
+            made = new_lobby_id()
+        urandom.assert_called_once_with(LOBBY_ID_BYTES)
+        # (These bytes encode with both URL-safe characters and padding.)
+        self.assertEqual(made, LOBBY_PREFIX + "-vv8_f7_AAECAwQFBgcICQ")
+        self.assertEqual(base64.urlsafe_b64decode("-vv8_f7_AAECAwQFBgcICQ=="), drawn)
         self.assertGreaterEqual(LOBBY_ID_BYTES * 8, 128)
 
     def test_lobbies_formed(self) -> None:

@@ -5,6 +5,8 @@ protocol as a client sees it, with no sockets and a L{task.Clock}.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -70,6 +72,29 @@ class ControlChannelTests(SynchronousTestCase):
             [(channel, error)] = self.h.send(self.alice, ';{"type":"hello","name":%s}' % name)
             self.assertEqual(error["code"], "bad_json")
         self.assertEqual(self.alice.name, self.alice.client_id)
+
+    def test_matched_names_exactly(self) -> None:
+        """
+        Names with quotes, backslashes, non-ASCII letters or the text of a
+        JSON key in them reach every player as the compact JSON of
+        C{matched} says, each player with its own C{you} and token.
+        """
+        bob = self.h.connect()
+        names = {self.alice: 'al "the" \\ é,"names":{', bob: "b\u00f6b"}
+        for session, name in names.items():
+            [(_, hello)] = self.h.send(session, ';{"type":"hello","name":%s}' % json.dumps(name))
+            self.assertEqual(hello["type"], "hello", hello)
+        for session in names:
+            session.data_received(b';{"type":"queue"}\n')
+        tokens = set()
+        for session in names:
+            [matched] = [body for _, body in self.h.frames(session) if body["type"] == "matched"]
+            self.assertEqual(matched["players"], [self.alice.client_id, bob.client_id])
+            self.assertEqual(matched["names"], {s.client_id: s.name for s in names})
+            self.assertEqual(matched["you"], session.client_id)
+            tokens.add(matched["resume"])
+        self.assertEqual(self.alice.name, 'al "the" \\ é,"names":{')
+        self.assertEqual(len(tokens), 2)
 
     def test_queue_unqueue(self) -> None:
         self.assertEqual(
