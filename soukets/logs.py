@@ -20,17 +20,16 @@ from typing import Any, Iterator
 
 from twisted.logger import (
     FileLogObserver,
-    FilteringLogObserver,
     ILogObserver,
     LogLevel,
-    LogLevelFilterPredicate,
+    eventAsJSON,
     formatEvent,
     formatEventAsClassicLogText,
     formatTime,
     globalLogPublisher,
-    jsonFileLogObserver,
 )
 from twisted.python.logfile import LogFile
+from zope.interface import implementer
 
 LEVELS = ("debug", "info", "warn", "error", "critical")
 
@@ -47,6 +46,26 @@ def enabled(level: LogLevel) -> bool:
     does not give back.
     """
     return level >= _lowest
+
+
+@implementer(ILogObserver)
+class LevelFilter:
+    """
+    Passes on the events of C{lowest} level and above that name a
+    namespace: what C{FilteringLogObserver} with a
+    C{LogLevelFilterPredicate} of one default level does, in one set
+    lookup per event (the daemon has no levels per namespace).
+    """
+
+    def __init__(self, observer: ILogObserver, lowest: LogLevel) -> None:
+        self._observer = observer
+        self._levels = frozenset(
+            level for level in LogLevel.iterconstants() if level >= lowest
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("log_level") in self._levels and event.get("log_namespace"):
+            self._observer(event)
 
 
 def _sentence(event: dict[str, Any]) -> str:
@@ -103,6 +122,8 @@ class ClassicText:
         if "\n" in text:
             text = text.replace("\n", "\n\t")
         return f"{stamp} {system} {text}\n"
+
+
 FORMATS = ("text", "json")
 
 
@@ -122,17 +143,17 @@ def make_observer(level: str, format: str, twistd: Any = None) -> ILogObserver |
     else:
         out = LogFile.fromFullPath(logfile or "twistd.log")
     if format == "json":
-        json_writer = jsonFileLogObserver(out, recordSeparator="")
-
-        def writer(event: dict[str, Any]) -> None:
+        def as_json(event: dict[str, Any]) -> str:
             # The sentence too, for readers that do not format events.
-            json_writer({**event, "text": formatEvent(event)})
+            return eventAsJSON({**event, "text": formatEvent(event)}) + "\n"
+
+        # (An observer that holds its file, so that log_files finds it.)
+        writer = FileLogObserver(out, as_json)
     else:
         writer = FileLogObserver(out, ClassicText())
     global _lowest
     _lowest = LogLevel.levelWithName(level)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=_lowest)
-    return FilteringLogObserver(writer, [predicate])
+    return LevelFilter(writer, _lowest)
 
 
 def _observers(observer: Any, seen: set[int]) -> Iterator[Any]:

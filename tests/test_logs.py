@@ -5,6 +5,7 @@ The daemon's logs: C{--log-level} and C{--log-format}, on a real daemon.
 from __future__ import annotations
 
 import json
+import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -131,3 +132,56 @@ class ClassicTextTests(SynchronousTestCase):
         logs.make_observer("error", "text")
         self.assertFalse(logs.enabled(LogLevel.warn))
         self.assertTrue(logs.enabled(LogLevel.critical))
+
+
+class LevelFilterTests(SynchronousTestCase):
+    def test_same_as_twisted_filter(self) -> None:
+        """
+        L{soukets.logs.LevelFilter} passes on exactly the events that
+        Twisted's C{FilteringLogObserver} with a C{LogLevelFilterPredicate}
+        of the same default level does.
+        """
+        from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate
+
+        from soukets.logs import LevelFilter
+
+        events = [{"log_format": "x"}, {"log_level": LogLevel.error},
+                  {"log_level": LogLevel.error, "log_namespace": ""}]
+        for level in LogLevel.iterconstants():
+            events.append({"log_level": level, "log_namespace": "soukets.lobby"})
+        for lowest in LogLevel.iterconstants():
+            ours: list[dict] = []
+            theirs: list[dict] = []
+            twisted = FilteringLogObserver(
+                theirs.append, [LogLevelFilterPredicate(defaultLogLevel=lowest)])
+            mine = LevelFilter(ours.append, lowest)
+            for event in events:
+                mine(dict(event))
+                twisted(dict(event))
+            self.assertEqual(ours, theirs, lowest)
+            self.assertTrue(ours)
+
+
+class JsonFileTests(SynchronousTestCase):
+    def event(self, level_name: str = "info", text: str = "a game over") -> dict:
+        from twisted.logger import LogLevel
+
+        return {"log_format": text, "log_level": LogLevel.levelWithName(level_name),
+                "log_namespace": "soukets.lobby", "log_time": 1_790_000_000.0}
+
+    def test_json_lines_and_their_file_reopened(self) -> None:
+        """
+        With --log-format json, each line is the event's JSON with its
+        sentence; the file is found for reopening after a rotation.
+        """
+        from soukets import logs
+
+        self.addCleanup(setattr, logs, "_lowest", logs._lowest)
+        path = self.mktemp()
+        observer = logs.make_observer("info", "json", {"logfile": path, "nodaemon": False})
+        observer(self.event(text="game {n} over") | {"n": 7})
+        observer(self.event("debug", "not kept"))
+        [line] = open(path).read().splitlines()
+        self.assertEqual(json.loads(line)["text"], "game 7 over")
+        [logfile] = logs.log_files(observer)
+        self.assertEqual(logfile.path, os.path.abspath(path))
