@@ -270,17 +270,22 @@ def start(kind: str, workdir: str, soukets_args: list[str] = (),
         for _ in range(size):
             port = free_port()
             argv = server_argv("soukets", port, workdir, [*soukets_args, *engine], None, code, web)
-            nodes.append(_started("soukets", port, subprocess.Popen(
-                argv, cwd=workdir, env=dict(os.environ, PYTHONPATH=str(code)),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            with open(os.path.join(workdir, f"{kind}-{port}.log"), "wb") as log:
+                nodes.append(_started("soukets", port, subprocess.Popen(
+                    argv, cwd=workdir, env=dict(os.environ, PYTHONPATH=str(code)),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.DEVNULL)))
         return Cluster(kind, nodes, redis)
     port = free_port()
     lines_port = free_port() if web and is_soukets(kind) else None
     env = dict(os.environ, PYTHONPATH=str(code))
-    process = subprocess.Popen(
-        _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web, lines_port)),
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # soukets' log goes to a file, as an operator's would (its per-game
+    # record included); the others log nothing per message.
+    with open(os.path.join(workdir, f"{kind}-{port}.log"), "wb") as log:
+        process = subprocess.Popen(
+            _pinned(server_argv(kind, port, workdir, list(soukets_args), profile, code, web,
+                                lines_port)),
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+            stdout=log if is_soukets(kind) else subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = _started(kind, port, process)
     server.lines_port = lines_port
     return server
