@@ -269,6 +269,14 @@ def _decode_publish(channel: str, document: str) -> Frame | None:
     return Frame(channel, "publish", {"type": "publish", "data": data}, None, data_json)
 
 
+# Short documents that clients send again and again ({"type":"queue"}, a
+# move, a ping) are read once: each later frame gets a copy of the body.
+# Bounded: at most _REPEATED_COUNT documents of _REPEATED_LENGTH characters.
+_REPEATED: dict[str, tuple[str, dict[str, Any], str | int | None]] = {}
+_REPEATED_LENGTH = 64
+_REPEATED_COUNT = 1024
+
+
 def decode_line(line: bytes) -> Frame | ProtocolError | None:
     """
     Read one line (without its ending) as a client frame.
@@ -304,6 +312,10 @@ def decode_line(line: bytes) -> Frame | ProtocolError | None:
         frame = _decode_publish(channel, document)
         if frame is not None:
             return frame
+    repeated = _REPEATED.get(document)
+    if repeated is not None:
+        frame_type, body, frame_id = repeated
+        return Frame(channel, frame_type, dict(body), frame_id)
     try:
         body = _decoder.decode(document)
     except (ValueError, RecursionError):
@@ -341,6 +353,10 @@ def decode_line(line: bytes) -> Frame | ProtocolError | None:
             channel,
             frame_id,
         )
+    if len(document) <= _REPEATED_LENGTH:
+        if len(_REPEATED) >= _REPEATED_COUNT:
+            _REPEATED.clear()
+        _REPEATED[document] = (frame_type, dict(body), frame_id)
     return Frame(channel, frame_type, body, frame_id)
 
 

@@ -159,6 +159,39 @@ class DecodeLineTests(SynchronousTestCase):
         self.assertNotIn("id", ProtocolError("bad_json", "m").to_payload())
 
 
+class RepeatedDocumentTests(SynchronousTestCase):
+    """
+    Short documents read once and then copied: the same frames as reading
+    them anew, each with a body of its own, and a bounded table.
+    """
+
+    def test_same_frame_own_body(self) -> None:
+        first = decode_line(b'lobby:a;{"type":"move","move":"rock","id":7}')
+        second = decode_line(b'lobby:b;{"type":"move","move":"rock","id":7}')
+        self.assertEqual((second.channel, second.type, second.body, second.id),
+                         ("lobby:b", "move", {"type": "move", "move": "rock", "id": 7}, 7))
+        self.assertEqual(first.body, second.body)
+        first.body["move"] = "paper"  # (a game that changed a body...)
+        third = decode_line(b'lobby:c;{"type":"move","move":"rock","id":7}')
+        self.assertEqual(third.body["move"], "rock")  # (...changed no other)
+
+    def test_errors_and_long_documents_read_each_time(self) -> None:
+        for _ in range(2):
+            error = decode_line(b';{"type":3}')
+            self.assertIsInstance(error, ProtocolError)
+            self.assertEqual(error.code, "bad_json")
+        self.assertNotIn('{"type":3}', frames._REPEATED)
+        long = '{"type":"hello","name":"%s"}' % ("x" * 60)
+        decode_line(f";{long}".encode())
+        self.assertNotIn(long, frames._REPEATED)
+
+    def test_bounded(self) -> None:
+        for n in range(3 * frames._REPEATED_COUNT):
+            frame = decode_line(b';{"type":"ping","id":%d}' % n)
+            self.assertEqual(frame.id, n)
+            self.assertLessEqual(len(frames._REPEATED), frames._REPEATED_COUNT)
+
+
 class PublishPassThroughTests(SynchronousTestCase):
     """
     A publish written C{{"type":"publish","data":DATA}} with compact DATA
