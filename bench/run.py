@@ -294,17 +294,33 @@ def crosscheck_verdict(headline: str, pair: dict) -> tuple[float, str]:
     return ratio, "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
 
 
+def paced_verdict(pair: dict, level: int) -> tuple[float, str]:
+    """
+    The two generators' achieved rates in C{pairs}' paced phase at
+    C{level} % of the floor's rate: a load that saturates neither side by
+    design, where they must agree within 10 %.
+    """
+    key = f"paced{level}_achieved"
+    ratio = pair["python"][key] / pair["native"][key]
+    return ratio, "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
+
+
 def print_crosscheck(chosen: list[Scenario], crosscheck: dict) -> None:
     print("\ncross-check: the Python generator's figure / the native one's")
     for scenario in chosen:
         for kind, pairs in crosscheck.get(scenario.name, {}).items():
             for pair in pairs:
                 ratio, verdict = crosscheck_verdict(scenario.headline, pair)
-                print(f"  {scenario.name:<8} {kind:<8} {ratio:5.2f}  "
+                print(f"  {scenario.name:<8} {kind:<14} {ratio:5.2f}  "
                       f"(native loadgen {pair['native'].get('loadgen_cpu', 0):.0%}, "
                       f"python {pair['python'].get('loadgen_cpu', 0):.0%}, server "
                       f"{pair['native'].get('server_cpu', 0):.0%} / "
                       f"{pair['python'].get('server_cpu', 0):.0%})  {verdict}")
+                if scenario.name == "pairs":
+                    for level in (25, 50):
+                        ratio, verdict = paced_verdict(pair, level)
+                        print(f"  {'':<8} {'':<14} {ratio:5.2f}  (paced at {level} % "
+                              f"of the floor, achieved messages/s)  {verdict}")
 
 
 def main() -> int:

@@ -240,6 +240,10 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
         self.assertEqual(verdict("x", pair(100, 80))[1], "DISAGREE")
         self.assertEqual(verdict("x", pair(100, 80, gen=0.97))[1], "bound by python")
         self.assertEqual(verdict("x", pair(100, 80, server=0.95))[1], "bound by server")
+        paced = {"native": {"paced25_achieved": 1000.0}, "python": {"paced25_achieved": 950.0}}
+        self.assertEqual(run_module.paced_verdict(paced, 25), (0.95, "agree"))
+        paced["python"]["paced25_achieved"] = 800.0
+        self.assertEqual(run_module.paced_verdict(paced, 25)[1], "DISAGREE")
 
     def test_games_check_every_result(self) -> None:
         """
