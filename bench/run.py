@@ -404,7 +404,10 @@ def main() -> int:
                                 server.stop()
                                 server = servers.start(kind, workdir, extra, None,
                                                        code.get(kind, servers.CHECKOUT))
-                                checked = asyncio.run(scenario.coroutine(server, args.quick, floor))
+                                # (The floor's own paced phases then aim at the
+                                # same rates as its native run did.)
+                                checked = asyncio.run(
+                                    scenario.coroutine(server, args.quick, floor or figures))
                                 crosscheck.setdefault(scenario.name, {}).setdefault(
                                     kind, []).append({"native": figures, "python": checked})
                             elif drive == "native":
