@@ -388,6 +388,9 @@ class RedisEngine(Service):
         self._commands: Any = None
         self._beats: Any = None
         self._subscriber: Any = None
+        # Confirmations still owed for the SUBSCRIBE sent on the subscriber
+        # connection's arrival: the engine is up once they are all in.
+        self._resubscribing = 0
         self._factories: list[Any] = []
         self._up_waiters: list[Deferred[None]] = []
         self._beat = LoopingCall(self._heartbeat)
@@ -503,13 +506,13 @@ class RedisEngine(Service):
         _tcp(protocol)
         channels = [self.keys.inbox(self.node)]
         channels += [self.keys.channel(name) for name in self._subscriptions.everything()]
+        self._resubscribing = len(channels)
         protocol.send_command("SUBSCRIBE", *channels)
-        self._maybe_up()
 
     def _maybe_up(self) -> None:
         if (
             self._commands is None or self._beats is None or self._subscriber is None
-            or self.state is EngineState.UP
+            or self._resubscribing or self.state is EngineState.UP
         ):
             return
         was = self.state
@@ -549,6 +552,7 @@ class RedisEngine(Service):
             self._beats = None
         elif protocol is self._subscriber:
             self._subscriber = None
+            self._resubscribing = 0
             for waiters in self._unconfirmed.values():
                 for d in waiters:
                     d.callback(None)  # answered now; restored with the rest
@@ -748,6 +752,12 @@ class RedisEngine(Service):
         self._schedule()
 
     def _confirmed(self, kind: bytes, key: bytes) -> None:
+        if kind == b"subscribe" and self._resubscribing:
+            # (The subscriber connection's first SUBSCRIBE: once Redis has
+            # confirmed every channel, nothing published is missed.)
+            self._resubscribing -= 1
+            if not self._resubscribing:
+                self._maybe_up()
         prefix = self.keys.channel("").encode()
         if kind == b"subscribe" and key.startswith(prefix):
             for d in self._unconfirmed.pop(key[len(prefix):].decode(), ()):
