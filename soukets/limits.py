@@ -69,15 +69,9 @@ class FloodGuard:
     _strikes: int = 0
 
     def check(self) -> FloodVerdict:
-        # (The bucket's take, inline: this runs for every frame.)
-        bucket = self.bucket
-        now = bucket.clock.seconds()
-        tokens = bucket._tokens + (now - bucket._last) * bucket.rate
-        bucket._last = now
-        if tokens >= 1:
-            bucket._tokens = min(bucket.burst, tokens) - 1
+        if self.bucket.take():
             return FloodVerdict.ACCEPT
-        bucket._tokens = tokens
+        now = self.bucket.clock.seconds()
         if self._warned_at is not None and now - self._warned_at < 1.0:
             return FloodVerdict.DROP
         if self._warned_at is not None and now - self._warned_at <= 2.0:

@@ -373,17 +373,13 @@ class LobbyService(Service):
         # The reply is made before the queue changes: nothing that fails
         # may leave others taken off the queue with no lobby.
         waiting = min(len(self._queue) + 1, self.lobby_size)
-        if frame_id is None:  # (as encode_frame would write it, made faster)
-            queued = (
-                f'{CONTROL};{{"type":"queued","waiting":{waiting},'
-                f'"lobby_size":{self.lobby_size}}}\n'.encode()
-            )
-        else:
-            queued = encode_frame(
-                CONTROL,
-                {"type": "queued", "waiting": waiting, "lobby_size": self.lobby_size,
-                 "id": frame_id},
-            )
+        queued = encode_frame(
+            CONTROL,
+            with_id(
+                {"type": "queued", "waiting": waiting, "lobby_size": self.lobby_size},
+                frame_id,
+            ),
+        )
         group = self._queue.add(player)
         player.send(queued)
         if group:

@@ -754,7 +754,9 @@ class RedisEngine(Service):
     def _confirmed(self, kind: bytes, key: bytes) -> None:
         if kind == b"subscribe" and self._resubscribing:
             # (The subscriber connection's first SUBSCRIBE: once Redis has
-            # confirmed every channel, nothing published is missed.)
+            # confirmed every channel, nothing published is missed.  Redis
+            # answers a connection's commands in order, so the first
+            # confirmations are that command's, whatever was sent after.)
             self._resubscribing -= 1
             if not self._resubscribing:
                 self._maybe_up()
