@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -105,28 +106,34 @@ def play(games: int, players: int = 1000, move: bytes = b"rock") -> float:
     return took
 
 
-def measure(games: int) -> float:
-    """
-    Microseconds of CPU per game, from one run of L{play}.
-    """
-    return play(games) / games * 1e6
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    return path_command(__doc__, __file__, play, "games", 20000, "game")
+
+
+def path_command(doc: str, script: str, play: Callable[[int], float], count_name: str,
+                 default_count: int, unit: str) -> int:
+    """
+    The command line of a path benchmark (this one, C{bench/pairpath.py}):
+    C{play(count)} gives the CPU seconds that C{count} units took; prints
+    microseconds of CPU per C{unit}, the best of C{--repeat} fresh
+    processes, for this tree and, with C{--baseline REF}, for git REF, run
+    alternately; with C{--profile}, the top of a profile of one run.
+    """
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--games", type=int, default=20000)
+    parser.add_argument(f"--{count_name}", type=int, default=default_count, dest="count")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--baseline", metavar="REF")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # (one measurement, in a fresh process: see below)
-        print(measure(args.games))
+        print(play(args.count) / args.count * 1e6)
         return 0
     if args.profile:
+        sys.path.insert(0, str(CHECKOUT))  # this tree's soukets, not an installed one
         profile = cProfile.Profile()
-        profile.runcall(play, args.games)
+        profile.runcall(play, args.count)
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
         return 0
     trees = {"soukets": CHECKOUT}
@@ -143,13 +150,13 @@ def main() -> int:
             for name, tree in trees.items():
                 # Each measurement in a fresh process running that tree's code.
                 done = subprocess.run(
-                    [sys.executable, __file__, "--one", "--games", str(args.games)],
+                    [sys.executable, script, "--one", f"--{count_name}", str(args.count)],
                     env={**os.environ, "PYTHONPATH": str(tree)},
                     check=True, capture_output=True, text=True)
                 figures[name].append(float(done.stdout))
     best = {name: min(values) for name, values in figures.items()}
     for name, values in figures.items():
-        line = f"{name:<24} {best[name]:8.1f} us/game (best of {len(values)}: " + \
+        line = f"{name:<24} {best[name]:8.1f} us/{unit} (best of {len(values)}: " + \
             ", ".join(f"{v:.1f}" for v in values) + ")"
         if name != "soukets":
             line += f"  soukets is {best[name] / best['soukets']:.2f} x as fast"

@@ -172,6 +172,34 @@ class GamePathTests(SynchronousTestCase):
         self.assertIn("error frame", run.stderr)
 
 
+class PairPathTests(SynchronousTestCase):
+    def test_measures_this_tree_and_a_baseline(self) -> None:
+        """
+        C{bench/pairpath.py} relays its messages through the connections,
+        sessions and hub of this tree and of a git ref, checking every
+        frame each client is written, and prints each figure.
+        """
+        run = subprocess.run(
+            [sys.executable, str(CHECKOUT / "bench" / "pairpath.py"), "--messages", "2000",
+             "--repeat", "2", "--baseline", "HEAD"],
+            env=environment(), capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertRegex(run.stdout, r"(?m)^soukets +[0-9.]+ us/message \(best of 2: ")
+        self.assertRegex(run.stdout, r"(?m)^soukets@HEAD +[0-9.]+ us/message .* as fast$")
+
+    def test_fails_when_a_message_is_not_relayed(self) -> None:
+        """
+        A frame the server does not relay (here an unknown type, answered
+        with an error) fails the measurement.
+        """
+        code = ("import sys; sys.path.insert(0, 'bench'); import pairpath; "
+                "pairpath.play(40, pairs=10, frame_type='publsh')")
+        run = subprocess.run([sys.executable, "-c", code], cwd=str(CHECKOUT),
+                             env=environment(), capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("client 1 was written [], not b'pair0;", run.stderr)
+
+
 class NativeLoadGeneratorTests(SynchronousTestCase):
     def test_counts_every_delivery_of_every_dialect(self) -> None:
         """
