@@ -158,9 +158,14 @@ class LineSplitter:
         Take C{data}; return every complete line it ends (without its line
         ending), and a L{LineTooLong} for every line that was too long.
         """
+        end = len(data)
+        if data.find(b"\n") == end - 1 and end and not self._buffer and not self._discarding:
+            # (The usual case: exactly one whole line, nothing held.)
+            line = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+            if len(line) <= self.max_line:
+                return [line]
         lines: list[bytes | LineTooLong] = []
         start = 0
-        end = len(data)
         while start < end:
             newline = data.find(b"\n", start)
             if self._discarding:
@@ -265,13 +270,19 @@ def _decode_publish(channel: str, document: str) -> Frame | None:
         return None
     if end != len(document) - 1:
         return None
-    if _SURROGATE_ESCAPE.search(document, start, end) and _not_unicode(data):
-        return None  # decode_line says what is wrong
     data_json: str | None = document[start:end]
+    # (A \u escape is rare: the pattern is looked for only where there is one.)
+    if "\\u" in data_json and _SURROGATE_ESCAPE.search(data_json) and _not_unicode(data):
+        return None  # decode_line says what is wrong
     if " " in data_json or "\t" in data_json or "\r" in data_json:
         data_json = None  # perhaps not compact: encode it again
     return Frame(channel, "publish", {"type": "publish", "data": data}, None, data_json)
 
+
+# Channel names already found valid, so that each is checked once (at most
+# _NAMES_SEEN_COUNT are kept).
+_NAMES_SEEN: set[str] = set()
+_NAMES_SEEN_COUNT = 4096
 
 # Short documents that clients send again and again ({"type":"queue"}, a
 # move, a ping) are read once: each later frame gets a copy of the body.
@@ -305,13 +316,17 @@ def decode_line(line: bytes) -> Frame | ProtocolError | None:
             "a frame is CHANNEL;JSON (an empty channel name for the "
             f"control channel), for example {EXAMPLE}",
         )
-    if channel and not is_channel_name(channel):
-        return _error(
-            BAD_CHANNEL,
-            "a channel name is 1 to 64 characters from A-Z a-z 0-9 _ . : - "
-            '(for example room;{"type":"subscribe"}), or empty for the '
-            "control channel",
-        )
+    if channel and channel not in _NAMES_SEEN:
+        if not is_channel_name(channel):
+            return _error(
+                BAD_CHANNEL,
+                "a channel name is 1 to 64 characters from A-Z a-z 0-9 _ . : - "
+                '(for example room;{"type":"subscribe"}), or empty for the '
+                "control channel",
+            )
+        if len(_NAMES_SEEN) >= _NAMES_SEEN_COUNT:
+            _NAMES_SEEN.clear()
+        _NAMES_SEEN.add(channel)
     if channel and document.startswith(_PUBLISH_HEAD) and document.endswith("}"):
         frame = _decode_publish(channel, document)
         if frame is not None:

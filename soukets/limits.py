@@ -31,11 +31,14 @@ class TokenBucket:
         self._tokens = self.burst
         self._last = self.clock.seconds()
 
-    def take(self) -> bool:
+    def take(self, now: float | None = None) -> bool:
         """
         Spend one token if there is one; return whether there was.
+
+        @param now: the clock's time, if the caller has just read it.
         """
-        now = self.clock.seconds()
+        if now is None:
+            now = self.clock.seconds()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens >= 1:
@@ -68,10 +71,15 @@ class FloodGuard:
     _warned_at: float | None = None
     _strikes: int = 0
 
-    def check(self) -> FloodVerdict:
-        if self.bucket.take():
+    def check(self, now: float | None = None) -> FloodVerdict:
+        """
+        What to do with one more frame (at C{now}, the clock's time, if the
+        caller has just read it).
+        """
+        if now is None:
+            now = self.bucket.clock.seconds()
+        if self.bucket.take(now):
             return FloodVerdict.ACCEPT
-        now = self.bucket.clock.seconds()
         if self._warned_at is not None and now - self._warned_at < 1.0:
             return FloodVerdict.DROP
         if self._warned_at is not None and now - self._warned_at <= 2.0:

@@ -84,16 +84,21 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def add(self, item: Owed) -> None:
+    def add(self, item: Owed) -> bool:
         """
         Owe C{item} after everything owed so far.
+
+        @return: whether it is the first thing owed (the outbox was empty).
         """
         items = self._items
         if items:
             last = items[-1]
             if last.__class__ is Run and last is not item:
                 last.sealed = True  # nothing may now join it ahead of item
+            items.append(item)
+            return False
         items.append(item)
+        return True
 
     def take(self) -> bytes:
         """
@@ -108,6 +113,9 @@ class Outbox:
         empty afterwards.
         """
         items, self._items = self._items, []
+        if len(items) == 1 and items[0].__class__ is bytes and framing is None:
+            # (The usual case: one frame.)
+            return items[0], 1  # type: ignore[return-value]
         count = 0
         chunks = []
         for item in items:
@@ -136,8 +144,7 @@ def next_turn(clock: IReactorTime, deliver: Callable[[bytes], None]) -> Callable
         deliver(outbox.take())
 
     def output(item: Owed) -> None:
-        if not outbox:
+        if outbox.add(item):
             clock.callLater(0, flush)
-        outbox.add(item)
 
     return output

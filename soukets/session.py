@@ -204,12 +204,12 @@ class Session:
         if lines:
             # Only whole lines are signs of life: a client that trickles a
             # line a byte at a time is as silent as one that sends nothing.
-            self._last_heard = self.server.clock.seconds()
+            self._last_heard = now = self.server.clock.seconds()
             if len(lines) == 1 and not self._held and self._answering is None:
                 # (The usual case, without the queue: one line, nothing
                 # waiting before it.)
                 if self.state is SessionState.OPEN:
-                    self._handle(lines[0])
+                    self._handle(lines[0], now)
                 return
             self._held.extend(lines)
             self._handle_held()
@@ -235,11 +235,11 @@ class Session:
             and self._answering is None
             and self.state is SessionState.OPEN
         ):
-            self._handle(self._held.popleft())
+            self._handle(self._held.popleft(), self.server.clock.seconds())
 
-    def _handle(self, line: bytes | LineTooLong | BinaryMessage) -> None:
+    def _handle(self, line: bytes | LineTooLong | BinaryMessage, now: float) -> None:
         self.server.tally.frames_received += 1
-        verdict = self._flood.check()
+        verdict = self._flood.check(now)
         if verdict is FloodVerdict.DROP:
             return
         if verdict is not FloodVerdict.ACCEPT:
@@ -257,7 +257,9 @@ class Session:
                 )
                 self.drop()
             return
-        if isinstance(line, BinaryMessage):
+        if line.__class__ is bytes:
+            self.line_received(line)  # type: ignore[arg-type]
+        elif isinstance(line, BinaryMessage):
             self.send_error(
                 ProtocolError(
                     BAD_FRAME,
@@ -265,7 +267,7 @@ class Session:
                     f"send for example {EXAMPLE} as a text message",
                 )
             )
-        elif isinstance(line, LineTooLong):
+        else:  # a LineTooLong
             self.send_error(
                 ProtocolError(
                     LINE_TOO_LONG,
@@ -274,8 +276,6 @@ class Session:
                     "discarded",
                 )
             )
-        else:
-            self.line_received(line)
 
     def line_received(self, line: bytes) -> None:
         """

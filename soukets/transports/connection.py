@@ -232,9 +232,8 @@ class Connection:
     def _owe(self, data: Owed) -> None:
         # Frames owed to this client wait in its outbox until the end of
         # the reactor turn, then go to the transport in one write.
-        if not self._outbox:
+        if self._outbox.add(data):
             self.gate.owe(self)
-        self._outbox.add(data)
 
     def flush(self) -> None:
         """

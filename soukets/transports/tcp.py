@@ -65,7 +65,8 @@ class SouketsProtocol(Protocol):
     framing = None  # lines go out as they are
 
     def connectionMade(self) -> None:
-        self._send = writer_for(self.transport)
+        # The link's write (below) is the transport's writer itself.
+        self.write = writer_for(self.transport)  # type: ignore[method-assign]
         self.connection = Connection(
             self.factory.gate, "tcp", self, describe_peer(self.transport.getPeer())
         )
@@ -85,7 +86,8 @@ class SouketsProtocol(Protocol):
     # Link
 
     def write(self, data: bytes) -> None:
-        self._send(data)
+        # (Replaced on connecting: see connectionMade.)
+        self.transport.write(data)
 
     def refuse(self, frame: bytes) -> None:
         self.transport.write(frame)
