@@ -23,7 +23,8 @@ class Socket(FileDescriptor):
     """
     A transport whose socket takes, at each send, as many bytes as the next
     number in C{takes} (all of them when C{takes} is empty), or fails with
-    the next exception in it.
+    the next exception in it (an L{OSError}, as a socket's C{send} raises
+    it, that the transport's own C{writeSomeData} reports as lost).
     """
 
     def __init__(self, *takes: Any) -> None:
@@ -32,15 +33,22 @@ class Socket(FileDescriptor):
         self.takes = list(takes)
         self.sent = b""
         self.sends: list[bytes] = []
+        self.socket = self
 
-    def writeSomeData(self, data: bytes) -> Any:
+    def send(self, data: bytes) -> int:
         data = bytes(data)
         self.sends.append(data)
         take = self.takes.pop(0) if self.takes else len(data)
         if isinstance(take, Exception):
-            return take
+            raise take
         self.sent += data[:take]
         return take
+
+    def writeSomeData(self, data: bytes) -> Any:
+        try:
+            return self.send(data)
+        except OSError:
+            return ConnectionLost()
 
     def drain(self) -> None:
         """
@@ -86,12 +94,22 @@ class WriteNowTests(SynchronousTestCase):
         socket.drain()
         self.assertEqual(socket.sent, b"abc")
 
+    def test_socket_full(self) -> None:
+        """
+        A full socket (which raises rather than take nothing) leaves the
+        bytes queued, to go when it is writable.
+        """
+        socket = Socket(BlockingIOError())
+        write_now(socket, b"abc")
+        socket.drain()
+        self.assertEqual(socket.sent, b"abc")
+
     def test_failure_left_to_the_transport(self) -> None:
         """
         A failing socket raises nothing here: the data is queued, and the
         transport meets the failure on its next write, as it would have.
         """
-        socket = Socket(ConnectionLost(), ConnectionLost())
+        socket = Socket(BrokenPipeError(), BrokenPipeError())
         write_now(socket, b"abc")
         self.assertIn(socket, socket.reactor.getWriters())
         self.assertIsInstance(socket.doWrite(), ConnectionLost)
