@@ -387,6 +387,15 @@ class AdapterTests(SynchronousTestCase):
         self.server = Server(ServerSettings(auto_queue=False, max_line=100), self.clock,
                              host_clients=counter.host_clients)
         self.factory = SouketsWebSocketFactory(Gate(self.server, counter))
+        # Autobahn's timers (handshake and ping timeouts) on the test's
+        # clock too: on the global reactor they would outlive the test
+        # (txaio's batched timer only has call_later).
+        clock = self.clock
+
+        class ClockTimer:
+            call_later = staticmethod(clock.callLater)
+
+        self.factory._batched_timer = ClockTimer()
         self.protocol = self.factory.buildProtocol(None)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
