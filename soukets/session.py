@@ -35,7 +35,8 @@ from soukets.frames import (
     with_id,
 )
 from soukets.hub import ChannelHub, is_lobby_name
-from soukets.limits import FloodGuard, FloodVerdict, TokenBucket
+from soukets import limits
+from soukets.limits import FloodGuard, TokenBucket
 from soukets.lobby import LobbyService
 from soukets.outbox import Owed
 from soukets.tally import Tally
@@ -60,6 +61,11 @@ class SessionState(enum.Enum):
 
     OPEN = "open"
     CLOSED = "closed"
+
+
+# (As module names for the hot path: see soukets.limits.ACCEPT.)
+OPEN = SessionState.OPEN
+CLOSED = SessionState.CLOSED
 
 
 class SessionHost(Protocol):
@@ -113,7 +119,7 @@ class Session:
     pause_reading: Callable[[], None] = lambda: None
     resume_reading: Callable[[], None] = lambda: None
     name: str = ""
-    state: SessionState = SessionState.OPEN
+    state: SessionState = OPEN
     route: str = ""
     """
     The id the session was given on connecting, which never changes (its
@@ -145,7 +151,7 @@ class Session:
         """
         Whether the client is still connected.
         """
-        return self.state is SessionState.OPEN
+        return self.state is OPEN
 
     # Output
 
@@ -154,7 +160,7 @@ class Session:
         Send whole frames to the client (if still connected): their bytes,
         or a run of a channel's messages.
         """
-        if self.state is SessionState.OPEN:
+        if self.state is OPEN:
             self.output(data)
 
     def reply(
@@ -208,7 +214,7 @@ class Session:
             if len(lines) == 1 and not self._held and self._answering is None:
                 # (The usual case, without the queue: one line, nothing
                 # waiting before it.)
-                if self.state is SessionState.OPEN:
+                if self.state is OPEN:
                     self._handle(lines[0], now)
                 return
             self._held.extend(lines)
@@ -233,16 +239,16 @@ class Session:
         while (
             self._held
             and self._answering is None
-            and self.state is SessionState.OPEN
+            and self.state is OPEN
         ):
             self._handle(self._held.popleft(), self.server.clock.seconds())
 
     def _handle(self, line: bytes | LineTooLong | BinaryMessage, now: float) -> None:
         self.server.tally.frames_received += 1
         verdict = self._flood.check(now)
-        if verdict is FloodVerdict.DROP:
+        if verdict is limits.DROP:
             return
-        if verdict is not FloodVerdict.ACCEPT:
+        if verdict is not limits.ACCEPT:
             self.send_error(
                 ProtocolError(
                     RATE_LIMITED,
@@ -251,7 +257,7 @@ class Session:
                     "client that keeps flooding is disconnected",
                 )
             )
-            if verdict is FloodVerdict.DISCONNECT:
+            if verdict is limits.DISCONNECT:
                 self.server.log.warn(
                     "client {client} cut off: it kept flooding", client=self.client_id
                 )
@@ -327,9 +333,9 @@ class Session:
         """
         The connection is gone: leave the queue, the game and every channel.
         """
-        if self.state is SessionState.CLOSED:
+        if self.state is CLOSED:
             return
-        self.state = SessionState.CLOSED
+        self.state = CLOSED
         self._held.clear()
         if self._idle_timer is not None and self._idle_timer.active():
             self._idle_timer.cancel()
@@ -349,7 +355,7 @@ class Session:
         whole timeout, drop it.  Any line from the client ends a silence.
         """
         self._idle_timer = None
-        if self.state is not SessionState.OPEN:
+        if self.state is not OPEN:
             return
         timeout = self.server.settings.idle_timeout
         silent = self.server.clock.seconds() - self._last_heard

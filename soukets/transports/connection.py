@@ -50,6 +50,16 @@ class Flow(enum.Enum):
     CUT_OFF = "cut off"
 
 
+# The states as module names, for the hot path (see soukets.limits.ACCEPT).
+ADMITTING = ConnectionState.ADMITTING
+OPEN = ConnectionState.OPEN
+REFUSED = ConnectionState.REFUSED
+GONE = ConnectionState.GONE
+FLOWING = Flow.FLOWING
+BACKED_UP = Flow.BACKED_UP
+CUT_OFF = Flow.CUT_OFF
+
+
 @implementer(IPushProducer)
 class SlowReaderGuard:
     """
@@ -62,25 +72,25 @@ class SlowReaderGuard:
     def __init__(self, limit: int, cut_off: Any) -> None:
         self.limit = limit
         self._cut_off = cut_off
-        self.flow = Flow.FLOWING
+        self.flow = FLOWING
         self._backlog = 0  # bytes written while backed up
 
     def wrote(self, size: int) -> None:
-        if self.flow is Flow.BACKED_UP:
+        if self.flow is BACKED_UP:
             self._backlog += size
             if self._backlog > self.limit:
-                self.flow = Flow.CUT_OFF
+                self.flow = CUT_OFF
                 self._cut_off()
 
     def pauseProducing(self) -> None:
         # Twisted calls this on every write while its buffer stays full.
-        if self.flow is Flow.FLOWING:
-            self.flow = Flow.BACKED_UP
+        if self.flow is FLOWING:
+            self.flow = BACKED_UP
             self._backlog = 0
 
     def resumeProducing(self) -> None:
-        if self.flow is Flow.BACKED_UP:
-            self.flow = Flow.FLOWING
+        if self.flow is BACKED_UP:
+            self.flow = FLOWING
 
     def stopProducing(self) -> None:
         pass
@@ -140,7 +150,7 @@ class Connection:
         self.transport = transport
         self.link = link
         self.peer = peer
-        self.state = ConnectionState.ADMITTING
+        self.state = ADMITTING
         self.session: Session | None = None
         self.guard = SlowReaderGuard(gate.max_buffer, self._cut_off)
         self.closed: Deferred[None] = Deferred()
@@ -159,12 +169,12 @@ class Connection:
         self.gate.counter.admit().addCallback(self._admitted)
 
     def _admitted(self, admission: Admission) -> None:
-        if self.state is ConnectionState.GONE:
+        if self.state is GONE:
             if admission is Admission.ADMITTED:
                 self.gate.counter.release()
             return
         if admission is not Admission.ADMITTED:
-            self.state = ConnectionState.REFUSED
+            self.state = REFUSED
             if admission is Admission.FULL:
                 why = (
                     f"the server is full ({self.gate.counter.max_clients} "
@@ -183,7 +193,7 @@ class Connection:
             error = ProtocolError(SERVER_FULL, why)
             self.link.refuse(encode_frame(CONTROL, error.to_payload()))
             return
-        self.state = ConnectionState.OPEN
+        self.state = OPEN
         self.session = session = self.gate.server.connect(
             self._owe, self._disconnect, self.link.pause, self.link.resume
         )
@@ -198,7 +208,7 @@ class Connection:
         early, self._early = self._early, []
         for feed, data in early:
             feed(session, data)
-        if self.state is ConnectionState.OPEN:
+        if self.state is OPEN:
             self.link.resume()
 
     def received(self, data: bytes) -> None:
@@ -222,7 +232,7 @@ class Connection:
             )
 
     def _hold(self, feed: Callable[[Session, bytes], None], data: bytes) -> None:
-        if self.state is not ConnectionState.ADMITTING:
+        if self.state is not ADMITTING:
             return  # refused: nothing it says matters
         self._early.append((feed, data))
         self._early_size += len(data)
@@ -239,7 +249,7 @@ class Connection:
         """
         Hand everything in the outbox to the transport, in one write.
         """
-        if self._outbox and self.state is ConnectionState.OPEN:
+        if self._outbox and self.state is OPEN:
             data, frames = self._outbox.take_frames(self.link.framing)
             self.gate.server.tally.frames_sent += frames
             self.link.write(data)
@@ -263,10 +273,10 @@ class Connection:
         """
         The connection is gone, however it ended.
         """
-        if self.state is ConnectionState.GONE:
+        if self.state is GONE:
             return
-        admitted = self.state is ConnectionState.OPEN
-        self.state = ConnectionState.GONE
+        admitted = self.state is OPEN
+        self.state = GONE
         self._outbox.clear()
         self._early = []
         self.gate.left(self)
@@ -346,7 +356,7 @@ class Gate:
 
         def abort() -> None:
             for connection in connections:
-                if connection.state is not ConnectionState.GONE:
+                if connection.state is not GONE:
                     connection.link.abort()
 
         timer = clock.callLater(grace, abort)
