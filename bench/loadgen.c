@@ -4,7 +4,8 @@
  * system's cc (no download).  It speaks what bench/dialects.py speaks and
  * makes the same checks as bench/scenarios.py; each mode prints one JSON
  * object with the same figures, and, given the server's PIDs, the CPU they
- * used in the measured phase (as a share of one core, from /proc).
+ * used in the measured phase (as a share of one core, from /proc), and the
+ * part of it in user mode (the rest is the kernel's work for them).
  *
  *   loadgen fanout PORT DIALECT SUBSCRIBERS MESSAGES WINDOW [PID...]
  *   loadgen pairs  PORT DIALECT CHANNELS EXCHANGES REFERENCE_RATE PACED_S [PID...]
@@ -226,9 +227,11 @@ static long scan(Conn *c, const char *data, size_t n, int sample_every) {
     return found;
 }
 
-/* User and system CPU seconds of processes PIDS, from /proc. */
-static double server_cpu_s(char **pids, int n) {
+/* User and system CPU seconds of processes PIDS, from /proc; the user part
+ * alone in *USER. */
+static double server_cpu_s(char **pids, int n, double *user) {
     double total = 0;
+    *user = 0;
     for (int k = 0; k < n; k++) {
         char path[64], line[4096];
         snprintf(path, sizeof path, "/proc/%s/stat", pids[k]);
@@ -243,6 +246,7 @@ static double server_cpu_s(char **pids, int n) {
         /* fields after the command: state is 3rd, utime 14th, stime 15th */
         sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
         total += (utime + stime) / (double)sysconf(_SC_CLK_TCK);
+        *user += utime / (double)sysconf(_SC_CLK_TCK);
     }
     return total;
 }
@@ -274,18 +278,20 @@ static void print_percentiles(const char *prefix, long from) {
 /* The measured phase's clocks: wall, our CPU, the servers' CPU. */
 static char **server_pids;
 static int nserver_pids;
-static double began, cpu0, server0;
+static double began, cpu0, server0, server_user0;
 
 static void start_usage(void) {
     began = now_s();
     cpu0 = cpu_s();
-    server0 = server_cpu_s(server_pids, nserver_pids);
+    server0 = server_cpu_s(server_pids, nserver_pids, &server_user0);
 }
 
 static void print_usage(double elapsed) {
-    double server = server_cpu_s(server_pids, nserver_pids) - server0;
-    printf(", \"elapsed_s\": %.6f, \"loadgen_cpu\": %.4f, \"server_cpu\": %.4f", elapsed,
-           (cpu_s() - cpu0) / elapsed, server / elapsed);
+    double user;
+    double server = server_cpu_s(server_pids, nserver_pids, &user) - server0;
+    printf(", \"elapsed_s\": %.6f, \"loadgen_cpu\": %.4f, \"server_cpu\": %.4f"
+           ", \"server_user_cpu\": %.4f", elapsed, (cpu_s() - cpu0) / elapsed,
+           server / elapsed, (user - server_user0) / elapsed);
 }
 
 static int ep;

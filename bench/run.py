@@ -240,12 +240,19 @@ def print_profile(path: str, lines: int = 25) -> None:
 def _extra(name: str, m: dict) -> str:
     if name == "pairs":
         notes = []
+        cpu = ""
+        if m.get("server_user_cpu") and m.get("messages_per_s"):
+            # The server's CPU a message, in its own code (user) and in the
+            # kernel's: where one server differs from another.
+            per = 1e6 / m["messages_per_s"]
+            cpu = (f"CPU us/msg: user {m['server_user_cpu'] * per:.1f}, kernel "
+                   f"{(m['server_cpu'] - m['server_user_cpu']) * per:.1f}; ")
         for level in scenarios.PACED_LEVELS:
             key = f"paced{round(level * 100)}"
             short = m[f"{key}_achieved"] < 0.95 * m[f"{key}_rate"]
             notes.append(f"{m[f'{key}_rate'] / 1000:,.0f}k/s {m[f'{key}_p99_ms']:.1f}"
                          + ("(sat)" if short else ""))
-        return "paced p99 ms: " + ", ".join(notes)
+        return cpu + "paced p99 ms: " + ", ".join(notes)
     if name == "conns":
         return f"RSS {m['rss_before_mib']:.1f} -> {m['rss_after_mib']:.1f} MiB"
     if name == "timers":

@@ -249,6 +249,9 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
                 [pair] = report["crosscheck"][name][kind]
                 self.assertNotIn("loadgen", pair["python"])
         pairs = report["runs"]["pairs"]["soukets"][0]
+        # The server's CPU, and the part of it in its own code (user mode).
+        self.assertGreaterEqual(pairs["server_user_cpu"], 0)
+        self.assertLessEqual(pairs["server_user_cpu"], pairs["server_cpu"])
         for level in (25, 50, 80):
             self.assertGreater(pairs[f"paced{level}_achieved"], 0)
             self.assertGreater(pairs[f"paced{level}_p99_ms"], 0)
