@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -331,6 +332,9 @@ def print_crosscheck(chosen: list[Scenario], crosscheck: dict) -> None:
 
 
 def main() -> int:
+    # Stopped by a signal, stop the servers running too (the same finally
+    # clauses as a failure or Ctrl-C): Python's default would leave them.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -144,60 +147,112 @@ class QuickRunTests(SynchronousTestCase):
                 self.assertRegex(run.stdout, rf"(?m)^{name} +{server} ")
 
 
-class GamePathTests(SynchronousTestCase):
-    def test_measures_this_tree_and_a_baseline(self) -> None:
+def children(pid: int) -> list[int]:
+    """
+    The PIDs of process C{pid}'s children.
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(child) for child in listing.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def running(pid: int) -> bool:
+    """
+    Whether process C{pid} exists and is not a zombie.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class SignalTests(SynchronousTestCase):
+    def test_stopped_by_sigterm_stops_its_servers(self) -> None:
         """
-        C{bench/gamepath.py} plays its games through the core of this tree
-        and of a git ref, checking every result, and prints each figure.
+        C{bench/run.py} stopped by SIGTERM stops the server it was running
+        before it exits, as it does when a run fails.
+        """
+        with tempfile.TemporaryDirectory() as out:
+            bench = subprocess.Popen(
+                [sys.executable, str(CHECKOUT / "bench" / "run.py"), "--only", "pairs",
+                 "--servers", "soukets", "--runs", "1", "--loadgen", "python", "--no-plot",
+                 "--out", out],
+                env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            started: list[int] = []
+            try:
+                deadline = time.monotonic() + 60
+                while not started and time.monotonic() < deadline:
+                    started = children(bench.pid)
+                    time.sleep(0.1)
+                self.assertTrue(started, "no server was started")
+                time.sleep(1)  # (the server up and under load)
+                bench.send_signal(signal.SIGTERM)
+                self.assertEqual(bench.wait(timeout=60), 128 + signal.SIGTERM)
+                self.assertEqual([pid for pid in started if running(pid)], [])
+            finally:
+                if bench.poll() is None:
+                    bench.kill()
+                    bench.wait()
+                for pid in started:
+                    if running(pid):
+                        os.kill(pid, signal.SIGKILL)
+
+
+class PathBenchmarkTests(SynchronousTestCase):
+    """
+    C{bench/gamepath.py} and C{bench/pairpath.py}: soukets' own code alone,
+    on this tree and on a git ref, with every frame checked.
+    """
+
+    def measure(self, script: str, count: str, unit: str) -> None:
+        """
+        C{script} measures this tree and HEAD and prints each figure.
         """
         run = subprocess.run(
-            [sys.executable, str(CHECKOUT / "bench" / "gamepath.py"), "--games", "300",
+            [sys.executable, str(CHECKOUT / "bench" / script), f"--{count}", "300",
              "--repeat", "2", "--baseline", "HEAD"],
             env=environment(), capture_output=True, text=True, timeout=300)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertRegex(run.stdout, r"(?m)^soukets +[0-9.]+ us/game \(best of 2: ")
-        self.assertRegex(run.stdout, r"(?m)^soukets@HEAD +[0-9.]+ us/game .* as fast$")
+        self.assertRegex(run.stdout, rf"(?m)^soukets +[0-9.]+ us/{unit} \(best of 2: ")
+        self.assertRegex(run.stdout, rf"(?m)^soukets@HEAD +[0-9.]+ us/{unit} .* as fast$")
 
-    def test_fails_on_a_refused_move(self) -> None:
+    def fails(self, code: str) -> str:
         """
-        A frame the server refuses fails the measurement rather than
-        counting as a game (in a process of its own: the measurement sets
-        up the daemon's logging and collector).
+        Run C{code} with bench/ importable, in a process of its own (a
+        measurement sets up the daemon's logging and collector), expecting
+        it to fail; what it wrote to stderr.
         """
-        code = ("import sys; sys.path.insert(0, 'bench'); import gamepath; "
-                "gamepath.play(20, players=10, move=b'lizard')")
-        run = subprocess.run([sys.executable, "-c", code], cwd=str(CHECKOUT),
+        run = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'bench'); "
+                              + code], cwd=str(CHECKOUT),
                              env=environment(), capture_output=True, text=True, timeout=120)
         self.assertNotEqual(run.returncode, 0)
-        self.assertIn("error frame", run.stderr)
+        return run.stderr
 
+    def test_games_of_this_tree_and_a_baseline(self) -> None:
+        self.measure("gamepath.py", "games", "game")
 
-class PairPathTests(SynchronousTestCase):
-    def test_measures_this_tree_and_a_baseline(self) -> None:
+    def test_a_refused_move_fails_the_games(self) -> None:
         """
-        C{bench/pairpath.py} relays its messages through the connections,
-        sessions and hub of this tree and of a git ref, checking every
-        frame each client is written, and prints each figure.
+        A frame the server refuses fails the measurement rather than
+        counting as a game.
         """
-        run = subprocess.run(
-            [sys.executable, str(CHECKOUT / "bench" / "pairpath.py"), "--messages", "2000",
-             "--repeat", "2", "--baseline", "HEAD"],
-            env=environment(), capture_output=True, text=True, timeout=300)
-        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertRegex(run.stdout, r"(?m)^soukets +[0-9.]+ us/message \(best of 2: ")
-        self.assertRegex(run.stdout, r"(?m)^soukets@HEAD +[0-9.]+ us/message .* as fast$")
+        stderr = self.fails("import gamepath; gamepath.play(20, players=10, move=b'lizard')")
+        self.assertIn("error frame", stderr)
 
-    def test_fails_when_a_message_is_not_relayed(self) -> None:
+    def test_messages_of_this_tree_and_a_baseline(self) -> None:
+        self.measure("pairpath.py", "messages", "message")
+
+    def test_a_message_not_relayed_fails_the_pairs(self) -> None:
         """
         A frame the server does not relay (here an unknown type, answered
         with an error) fails the measurement.
         """
-        code = ("import sys; sys.path.insert(0, 'bench'); import pairpath; "
-                "pairpath.play(40, pairs=10, frame_type='publsh')")
-        run = subprocess.run([sys.executable, "-c", code], cwd=str(CHECKOUT),
-                             env=environment(), capture_output=True, text=True, timeout=120)
-        self.assertNotEqual(run.returncode, 0)
-        self.assertIn("client 1 was written [], not b'pair0;", run.stderr)
+        stderr = self.fails(
+            "import pairpath; pairpath.play(40, pairs=10, frame_type='publsh')")
+        self.assertIn("client 1 was written [], not b'pair0;", stderr)
 
 
 class NativeLoadGeneratorTests(SynchronousTestCase):
