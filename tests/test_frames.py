@@ -31,6 +31,23 @@ class LineSplitterTests(SynchronousTestCase):
         self.assertEqual(list(splitter.feed(b";3\r")), [])
         self.assertEqual(list(splitter.feed(b"\n")), [b"c;3"])
 
+    def test_one_whole_line_a_read(self) -> None:
+        """
+        A read that is exactly one whole line (the usual case, read
+        without the general loop) gives the same as any other: endings
+        dropped, an empty line, a line too long, and a line that ends what
+        an earlier read began.
+        """
+        splitter = LineSplitter(max_line=4)
+        self.assertEqual(splitter.feed(b"a;1\n"), [b"a;1"])
+        self.assertEqual(splitter.feed(b"a;1\r\n"), [b"a;1"])
+        self.assertEqual(splitter.feed(b"\n"), [b""])
+        self.assertEqual(splitter.feed(b"abcde\n"), [LineTooLong(5)])
+        self.assertEqual(splitter.feed(b"abcd\r\n"), [b"abcd"])
+        self.assertEqual(splitter.feed(b"ab"), [])
+        self.assertEqual(splitter.feed(b"c\n"), [b"abc"])
+        self.assertEqual(splitter.feed(b""), [])
+
     def test_exactly_max_line(self) -> None:
         """
         A line of exactly C{max_line} bytes is accepted, even when its CR
@@ -190,6 +207,30 @@ class RepeatedDocumentTests(SynchronousTestCase):
             frame = decode_line(b';{"type":"ping","id":%d}' % n)
             self.assertEqual(frame.id, n)
             self.assertLessEqual(len(frames._REPEATED), frames._REPEATED_COUNT)
+
+
+class NamesSeenTests(SynchronousTestCase):
+    """
+    Channel names found valid are remembered, so each is checked once: only
+    valid ones, in a bounded table.
+    """
+
+    def test_only_valid_names(self) -> None:
+        for _ in range(2):
+            error = decode_line(b'bad name;{"type":"subscribe"}')
+            self.assertIsInstance(error, ProtocolError)
+            self.assertEqual(error.code, "bad_channel")
+        self.assertNotIn("bad name", frames._NAMES_SEEN)
+        decode_line(b'good.name;{"type":"subscribe"}')
+        self.assertIn("good.name", frames._NAMES_SEEN)
+
+    def test_bounded(self) -> None:
+        for n in range(2 * frames._NAMES_SEEN_COUNT):
+            frame = decode_line(b'room%d;{"type":"subscribe"}' % n)
+            self.assertEqual(frame.channel, f"room{n}")
+            self.assertLessEqual(len(frames._NAMES_SEEN), frames._NAMES_SEEN_COUNT)
+        error = decode_line(b'bad name;{"type":"subscribe"}')
+        self.assertEqual(error.code, "bad_channel")
 
 
 class PublishPassThroughTests(SynchronousTestCase):

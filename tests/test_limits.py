@@ -22,6 +22,20 @@ class TokenBucketTests(SynchronousTestCase):
         clock.advance(100)
         self.assertEqual(sum(bucket.take() for _ in range(10)), 3)
 
+    def test_time_handed_in(self) -> None:
+        """
+        A caller that has just read the clock may hand the time in: the
+        bucket counts from it as from its own reading.
+        """
+        clock = Clock()
+        bucket = TokenBucket(rate=10, burst=3, clock=clock)
+        self.assertEqual([bucket.take(0.0) for _ in range(4)], [True, True, True, False])
+        self.assertEqual([bucket.take(0.1) for _ in range(2)], [True, False])
+        guard = FloodGuard(TokenBucket(rate=1, burst=1, clock=clock))
+        self.assertEqual([guard.check(0.0), guard.check(0.0), guard.check(0.5)],
+                         [FloodVerdict.ACCEPT, FloodVerdict.WARN, FloodVerdict.DROP])
+        self.assertIs(guard.check(1.5), FloodVerdict.ACCEPT)
+
 
 class FloodGuardTests(SynchronousTestCase):
     def test_warn_once_a_second_then_disconnect(self) -> None:
