@@ -28,6 +28,24 @@ class OutboxTests(SynchronousTestCase):
         self.assertFalse(outbox)
         self.assertEqual(outbox.take(), b"")
 
+    def test_first_owed_and_counted(self) -> None:
+        """
+        C{add} says whether it was the first thing owed; C{take_frames}
+        gives the bytes and how many frames, a lone frame as it is.
+        """
+        outbox = Outbox()
+        frame = b"a\n"
+        self.assertEqual([outbox.add(frame), outbox.add(b"b\n")], [True, False])
+        self.assertEqual(outbox.take_frames(), (b"a\nb\n", 2))
+        self.assertTrue(outbox.add(frame))
+        data, count = outbox.take_frames()
+        self.assertIs(data, frame)
+        self.assertEqual(count, 1)
+        self.assertTrue(outbox.add(Run([b"m1\n", b"m2\n"])))
+        self.assertEqual(outbox.take_frames(), (b"m1\nm2\n", 2))
+        self.assertTrue(outbox.add(frame))
+        self.assertEqual(outbox.take_frames(lambda f: b"<" + f + b">"), (b"<a\n>", 1))
+
     def test_sealed_when_followed(self) -> None:
         """
         A run that something else follows in an outbox takes no more
