@@ -261,11 +261,24 @@ def _extra(name: str, m: dict) -> str:
     return ""
 
 
+def bound(figures: dict) -> str:
+    """
+    Which side set the pace of a result: the server or the load generator
+    (over L{SATURATED} of a core), or neither (the kernel, or latency).
+    """
+    if "server_cpu" not in figures or "loadgen_cpu" not in figures:
+        return ""
+    if figures["server_cpu"] >= SATURATED:
+        return "server"
+    return "loadgen" if figures["loadgen_cpu"] >= SATURATED else "neither"
+
+
 def print_table(chosen: list[Scenario], medians: dict, results: dict, runs: int) -> None:
     print(f"\nmedians of {runs} run(s); sk/it = soukets / this server within each run "
           "(median), turned so that above 1 means soukets did better")
     print(f"{'scenario':<8} {'server':<16} {'headline':>26} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'srv CPU':>7} {'gen CPU':>7} {'sk/it':>6} {'per CPU-s':>11} {'sk/it':>6}  notes")
+          f"{'srv CPU':>7} {'gen CPU':>7} {'bound':>7} {'sk/it':>6} {'per CPU-s':>11} "
+          f"{'sk/it':>6}  notes")
     for scenario in chosen:
         figures = medians.get(scenario.name, {})
         rs = ratios(scenario, results.get(scenario.name, {}))
@@ -279,7 +292,8 @@ def print_table(chosen: list[Scenario], medians: dict, results: dict, runs: int)
             work = (f"{m['per_server_cpu_s']:11,.0f}" if "per_server_cpu_s" in m else f"{'':11}")
             work_ratio = f"{per_cpu[server]:6.2f}" if server in per_cpu else f"{'':6}"
             print(f"{scenario.name:<8} {server:<16} {headline:>26} {' '.join(cells)} "
-                  f"{' '.join(cpu)} {ratio} {work} {work_ratio}  {_extra(scenario.name, m)}")
+                  f"{' '.join(cpu)} {bound(m):>7} {ratio} {work} {work_ratio}  "
+                  f"{_extra(scenario.name, m)}")
 
 
 SATURATED = 0.9  # a process this busy (share of one core) may be what sets the pace

@@ -312,6 +312,16 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
             self.assertGreater(pairs[f"paced{level}_p99_ms"], 0)
         self.assertIn("cross-check", run.stdout)
 
+    def test_bound(self) -> None:
+        """
+        Each result says which side set its pace: a busy server first, then
+        a busy load generator, else neither.
+        """
+        self.assertEqual(run_module.bound({"server_cpu": 0.95, "loadgen_cpu": 0.97}), "server")
+        self.assertEqual(run_module.bound({"server_cpu": 0.6, "loadgen_cpu": 0.97}), "loadgen")
+        self.assertEqual(run_module.bound({"server_cpu": 0.6, "loadgen_cpu": 0.3}), "neither")
+        self.assertEqual(run_module.bound({"rss_kib": 1}), "")
+
     def test_crosscheck_verdict(self) -> None:
         """
         Two generators must agree within 10 % when neither they nor the
