@@ -159,7 +159,7 @@ class LineSplitter:
         ending), and a L{LineTooLong} for every line that was too long.
         """
         end = len(data)
-        if data.find(b"\n") == end - 1 and end and not self._buffer and not self._discarding:
+        if end and data.find(b"\n") == end - 1 and not self._buffer and not self._discarding:
             # (The usual case: exactly one whole line, nothing held.)
             line = data[:-2] if data.endswith(b"\r\n") else data[:-1]
             if len(line) <= self.max_line:

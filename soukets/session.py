@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from soukets import limits
 from soukets.frames import (
     BAD_FRAME,
     BAD_JSON,
@@ -35,7 +36,6 @@ from soukets.frames import (
     with_id,
 )
 from soukets.hub import ChannelHub, is_lobby_name
-from soukets import limits
 from soukets.limits import FloodGuard, TokenBucket
 from soukets.lobby import LobbyService
 from soukets.outbox import Owed

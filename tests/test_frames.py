@@ -89,7 +89,11 @@ class LineSplitterTests(SynchronousTestCase):
             self.assertLessEqual(splitter.pending, 101)
 
 
-class DecodeLineTests(SynchronousTestCase):
+class DecodeCase(SynchronousTestCase):
+    """
+    Tests of L{decode_line}, with a way to check the error a line gets.
+    """
+
     def assertError(self, line: bytes, code: str, channel: str = "") -> ProtocolError:
         error = decode_line(line)
         self.assertIsInstance(error, ProtocolError)
@@ -97,6 +101,9 @@ class DecodeLineTests(SynchronousTestCase):
         self.assertEqual((error.code, error.channel), (code, channel))
         self.assertTrue(error.message)
         return error
+
+
+class DecodeLineTests(DecodeCase):
 
     def test_control_frame(self) -> None:
         self.assertEqual(
@@ -176,7 +183,7 @@ class DecodeLineTests(SynchronousTestCase):
         self.assertNotIn("id", ProtocolError("bad_json", "m").to_payload())
 
 
-class RepeatedDocumentTests(SynchronousTestCase):
+class RepeatedDocumentTests(DecodeCase):
     """
     Short documents read once and then copied: the same frames as reading
     them anew, each with a body of its own, and a bounded table.
@@ -194,9 +201,7 @@ class RepeatedDocumentTests(SynchronousTestCase):
 
     def test_errors_and_long_documents_read_each_time(self) -> None:
         for _ in range(2):
-            error = decode_line(b';{"type":3}')
-            self.assertIsInstance(error, ProtocolError)
-            self.assertEqual(error.code, "bad_json")
+            self.assertError(b';{"type":3}', "bad_json")
         self.assertNotIn('{"type":3}', frames._REPEATED)
         long = '{"type":"hello","name":"%s"}' % ("x" * 60)
         decode_line(f";{long}".encode())
@@ -209,7 +214,7 @@ class RepeatedDocumentTests(SynchronousTestCase):
             self.assertLessEqual(len(frames._REPEATED), frames._REPEATED_COUNT)
 
 
-class NamesSeenTests(SynchronousTestCase):
+class NamesSeenTests(DecodeCase):
     """
     Channel names found valid are remembered, so each is checked once: only
     valid ones, in a bounded table.
@@ -217,9 +222,7 @@ class NamesSeenTests(SynchronousTestCase):
 
     def test_only_valid_names(self) -> None:
         for _ in range(2):
-            error = decode_line(b'bad name;{"type":"subscribe"}')
-            self.assertIsInstance(error, ProtocolError)
-            self.assertEqual(error.code, "bad_channel")
+            self.assertError(b'bad name;{"type":"subscribe"}', "bad_channel")
         self.assertNotIn("bad name", frames._NAMES_SEEN)
         decode_line(b'good.name;{"type":"subscribe"}')
         self.assertIn("good.name", frames._NAMES_SEEN)
@@ -229,8 +232,7 @@ class NamesSeenTests(SynchronousTestCase):
             frame = decode_line(b'room%d;{"type":"subscribe"}' % n)
             self.assertEqual(frame.channel, f"room{n}")
             self.assertLessEqual(len(frames._NAMES_SEEN), frames._NAMES_SEEN_COUNT)
-        error = decode_line(b'bad name;{"type":"subscribe"}')
-        self.assertEqual(error.code, "bad_channel")
+        self.assertError(b'bad name;{"type":"subscribe"}', "bad_channel")
 
 
 class PublishPassThroughTests(SynchronousTestCase):
