@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,15 +276,77 @@ static void print_percentiles(const char *prefix, long from) {
            prefix, s[at99], prefix, s[n - 1]);
 }
 
-/* The measured phase's clocks: wall, our CPU, the servers' CPU. */
+/* The one CPU process PID may run on, or -1 if it may run on several. */
+static int pinned_cpu(const char *pid) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(atoi(pid), sizeof set, &set) != 0 || CPU_COUNT(&set) != 1) return -1;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET(i, &set)) return i;
+    return -1;
+}
+
+/* CPU CPU's busy and total time so far, in clock ticks, from /proc/stat
+ * (busy: all but idle and iowait, so the kernel's network work done there
+ * in softirq, which no process is charged for, counts); 0 if unknown. */
+static int core_ticks(int cpu, unsigned long long *busy, unsigned long long *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    char line[512], name[16];
+    int name_len = snprintf(name, sizeof name, "cpu%d ", cpu), found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long long v[8] = {0};
+        if (strncmp(line, name, name_len) != 0) continue;
+        sscanf(line + name_len, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+               &v[3], &v[4], &v[5], &v[6], &v[7]);
+        *total = 0;
+        for (int i = 0; i < 8; i++) *total += v[i];
+        *busy = *total - v[3] - v[4];
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The host's count of connections its kernel dropped because a listening
+ * socket's accept queue was full (TcpExt ListenOverflows, /proc/net/netstat):
+ * each such client tries again only after a second. -1 if unknown. */
+static long listen_overflows(void) {
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f) return -1;
+    static char names[8192], values[8192];
+    long found = -1;
+    while (found < 0 && fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0) continue;
+        char *n_save, *v_save;
+        char *n = strtok_r(names, " \n", &n_save), *v = strtok_r(values, " \n", &v_save);
+        for (; n && v; n = strtok_r(NULL, " \n", &n_save), v = strtok_r(NULL, " \n", &v_save))
+            if (strcmp(n, "ListenOverflows") == 0) {
+                found = atol(v);
+                break;
+            }
+    }
+    fclose(f);
+    return found;
+}
+
+/* The measured phase's clocks: wall, our CPU, the servers' CPU, the
+ * server's core (when the first server is pinned to one), and the host's
+ * listen overflows. */
 static char **server_pids;
 static int nserver_pids;
 static double began, cpu0, server0, server_user0;
+static int server_core = -1;
+static unsigned long long core_busy0, core_total0;
+static long overflows0;
 
 static void start_usage(void) {
     began = now_s();
     cpu0 = cpu_s();
     server0 = server_cpu_s(server_pids, nserver_pids, &server_user0);
+    server_core = nserver_pids ? pinned_cpu(server_pids[0]) : -1;
+    if (server_core >= 0 && !core_ticks(server_core, &core_busy0, &core_total0)) server_core = -1;
+    overflows0 = listen_overflows();
 }
 
 static void print_usage(double elapsed) {
@@ -292,6 +355,13 @@ static void print_usage(double elapsed) {
     printf(", \"elapsed_s\": %.6f, \"loadgen_cpu\": %.4f, \"server_cpu\": %.4f"
            ", \"server_user_cpu\": %.4f", elapsed, (cpu_s() - cpu0) / elapsed,
            server / elapsed, (user - server_user0) / elapsed);
+    unsigned long long busy, total;
+    if (server_core >= 0 && core_ticks(server_core, &busy, &total) && total > core_total0)
+        printf(", \"server_core_busy\": %.4f",
+               (double)(busy - core_busy0) / (double)(total - core_total0));
+    long overflows = listen_overflows();
+    if (overflows0 >= 0 && overflows >= 0)
+        printf(", \"listen_overflows\": %ld", overflows - overflows0);
 }
 
 static int ep;

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable
 
 from dialects import MEASURED, WARMUP, Dialect
-from servers import RunningServer
+from servers import RunningServer, core_ticks, listen_overflows
 
 DEADLINE = 120.0  # seconds any one phase of a scenario may take
 SAMPLE = 50  # one message in SAMPLE carries its send time
@@ -207,7 +207,10 @@ def close_all(connections: list[Any]) -> None:
 class Usage:
     """
     CPU used by the server process and by this load generator between
-    L{start} and L{stop}, as fractions of one core.
+    L{start} and L{stop}, as fractions of one core; how busy the server's
+    core was, if it is pinned to one; and how many connections the kernel
+    dropped at a full accept queue meanwhile (as C{bench/loadgen.c}
+    reports them too).
     """
 
     def __init__(self, server: RunningServer) -> None:
@@ -217,14 +220,23 @@ class Usage:
         self.began = time.perf_counter()
         self._server = self.server.cpu_seconds()
         self._loadgen = time.process_time()
+        self._core = self.server.core()
+        self._core_ticks = core_ticks(self._core) if self._core is not None else None
+        self._overflows = listen_overflows()
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self.began
-        return {
+        figures = {
             "elapsed_s": elapsed,
             "server_cpu": (self.server.cpu_seconds() - self._server) / elapsed,
             "loadgen_cpu": (time.process_time() - self._loadgen) / elapsed,
+            "listen_overflows": listen_overflows() - self._overflows,
         }
+        if self._core_ticks is not None:
+            busy, total = core_ticks(self._core)
+            if total > self._core_ticks[1]:
+                figures["server_core_busy"] = (busy - self._core_ticks[0]) / (total - self._core_ticks[1])
+        return figures
 
 
 async def fanout(server: RunningServer, dialect: Dialect, subscribers: int = 100,

@@ -2,7 +2,9 @@
 The servers the benchmark measures, each started on a free loopback port
 (pinned to CPU 0 when it can be) and stopped by PID: soukets, the floor
 relay (C{floor.py}), Redis and NATS.  Also what the benchmark reads of a
-server process from /proc: its RSS, its CPU time and its open files.
+server process from /proc: its RSS, its CPU time and its open files; and
+of the host: how busy a CPU was, and how many connections the kernel
+dropped at a full accept queue.
 """
 
 from __future__ import annotations
@@ -29,6 +31,36 @@ STOP_TIMEOUT = 10.0
 # Debian package and executable of each peer the script installs if missing.
 PEER_PACKAGES = {"redis": ("redis-server", "redis-server"),
                  "nats": ("nats-server", "nats-server")}
+
+
+def core_ticks(cpu: int) -> tuple[int, int]:
+    """
+    How long CPU C{cpu} has been busy, and how long in all, in clock ticks
+    (from /proc/stat).  Busy is all but idle and I/O wait: the kernel's
+    network work done there in softirq, which no process is charged for,
+    counts.
+    """
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name == f"cpu{cpu}":
+                ticks = [int(f) for f in fields[:8]]
+                return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+    raise RuntimeError(f"no cpu{cpu} in /proc/stat")
+
+
+def listen_overflows() -> int:
+    """
+    How many connections this host's kernel has dropped because a listening
+    socket's accept queue was full (TcpExt ListenOverflows): each such
+    client tries again only a second later.
+    """
+    with open("/proc/net/netstat") as netstat:
+        lines = netstat.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split()))["ListenOverflows"])
+    raise RuntimeError("no TcpExt in /proc/net/netstat")
 
 
 def can_pin() -> bool:
@@ -123,6 +155,13 @@ class RunningServer:
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def core(self) -> int | None:
+        """
+        The one CPU the process may run on, if it is pinned to one.
+        """
+        cpus = os.sched_getaffinity(self.pid)
+        return next(iter(cpus)) if len(cpus) == 1 else None
+
     def open_files(self) -> int:
         """
         How many sockets the process has open (not files: soukets' counter
@@ -178,6 +217,9 @@ class Cluster:
 
     def cpu_seconds(self) -> float:
         return sum(p.cpu_seconds() for p in self._all())
+
+    def core(self) -> None:
+        return None  # (its processes are not pinned)
 
     def redis_cpu_seconds(self) -> float:
         return self.redis.cpu_seconds()

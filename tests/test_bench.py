@@ -303,6 +303,12 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
                 self.assertEqual(figures["loadgen"], "native")
                 [pair] = report["crosscheck"][name][kind]
                 self.assertNotIn("loadgen", pair["python"])
+        for kind in expected["storm"]:
+            [storm] = report["runs"]["storm"][kind]
+            self.assertGreaterEqual(storm["listen_overflows"], 0)
+            if servers.can_pin():
+                self.assertGreaterEqual(storm["server_core_busy"], 0)
+                self.assertLessEqual(storm["server_core_busy"], 1)
         pairs = report["runs"]["pairs"]["soukets"][0]
         # The server's CPU, and the part of it in its own code (user mode).
         self.assertGreaterEqual(pairs["server_user_cpu"], 0)
@@ -321,6 +327,20 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
         self.assertEqual(run_module.bound({"server_cpu": 0.6, "loadgen_cpu": 0.97}), "loadgen")
         self.assertEqual(run_module.bound({"server_cpu": 0.6, "loadgen_cpu": 0.3}), "neither")
         self.assertEqual(run_module.bound({"rss_kib": 1}), "")
+        # The server's core full, partly with the kernel's work for it.
+        self.assertEqual(run_module.bound(
+            {"server_cpu": 0.8, "server_core_busy": 0.93, "loadgen_cpu": 0.3}), "server")
+        self.assertEqual(run_module.bound(
+            {"server_cpu": 0.8, "server_core_busy": 0.85, "loadgen_cpu": 0.3}), "neither")
+
+    def test_overflow_note(self) -> None:
+        """
+        A run during which the kernel dropped connections says so.
+        """
+        self.assertEqual(run_module.overflow_note({"listen_overflows": 0}), "")
+        self.assertEqual(run_module.overflow_note({}), "")
+        self.assertIn("1,204 connections dropped at a full accept queue",
+                      run_module.overflow_note({"listen_overflows": 1204}))
 
     def test_crosscheck_verdict(self) -> None:
         """
@@ -414,3 +434,51 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
             with self.assertRaises(scenarios.BenchFailure):
                 scenarios.native_pairs(server, "floor", program, channels=5, exchanges=50,
                                        paced_seconds=0.1)
+
+
+class HostFiguresTests(SynchronousTestCase):
+    """
+    What the benchmark reads of the host: how busy a CPU was, and the
+    connections dropped at a full accept queue.
+    """
+
+    def test_busy_core(self) -> None:
+        """
+        A process spinning on a CPU it is pinned to makes that CPU busy.
+        """
+        cpu = max(os.sched_getaffinity(0))
+        spin = subprocess.Popen(
+            [sys.executable, "-c", "import time\nend = time.time() + 0.5\nwhile time.time() < end: pass"])
+        try:
+            os.sched_setaffinity(spin.pid, {cpu})
+            busy0, total0 = servers.core_ticks(cpu)
+            time.sleep(0.4)
+            busy, total = servers.core_ticks(cpu)
+        finally:
+            spin.wait(10)
+        self.assertGreater(total, total0)
+        self.assertGreater((busy - busy0) / (total - total0), 0.5)
+
+    def test_listen_overflows(self) -> None:
+        """
+        Connections refused at a full accept queue are counted.
+        """
+        import socket
+
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # and never accepts
+        before = servers.listen_overflows()
+        clients = []
+        for _ in range(8):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(listener.getsockname())
+            clients.append(client)
+        deadline = time.monotonic() + 5
+        while servers.listen_overflows() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for client in clients:
+            client.close()
+        self.assertGreater(servers.listen_overflows(), before)
