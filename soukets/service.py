@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import signal
+from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -30,6 +31,20 @@ from soukets.transports.tcp import SouketsFactory
 
 SHUTDOWN_GRACE = 1.0
 """Seconds clients get to take their last frames before being cut off."""
+
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def kernel_backlog_cap(path: Path = SOMAXCONN) -> int | None:
+    """
+    The most connections Linux keeps queued for a listening socket until
+    they are accepted (C{net.core.somaxconn}), whatever backlog the socket
+    asked for; L{None} where it cannot be read.
+    """
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def tune_garbage_collector() -> None:
@@ -156,6 +171,17 @@ class SouketsService(MultiService):
             self.log.info(
                 "listening on {host}:{port}{tls}", host=host, port=number,
                 tls=" (TLS)" if secure else "",
+            )
+        backlog, cap = getattr(port, "backlog", None), kernel_backlog_cap()
+        if isinstance(backlog, int) and cap is not None and backlog > cap:
+            self.log.warn(
+                "--{option} {description}: the kernel queues at most {cap} "
+                "connections not yet accepted (net.core.somaxconn), not "
+                "{backlog}; past that, connecting clients wait a second to "
+                "try again.  For storms that large: sysctl -w "
+                "net.core.somaxconn={backlog}",
+                option=listener.option, description=listener.description,
+                cap=cap, backlog=backlog,
             )
         return port
 
