@@ -5,6 +5,10 @@ The daemon's service (L{soukets.service}): what it sets up when it starts.
 from __future__ import annotations
 
 import gc
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 from twisted.internet import reactor
@@ -13,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from soukets.options import Options
 from soukets.service import kernel_backlog_cap, make_service
 
-from tests.daemon import Daemon
+from tests.daemon import CHECKOUT, Daemon, environment
 
 
 class GarbageCollectorTests(TestCase):
@@ -70,3 +74,71 @@ class BacklogCapTests(TestCase):
         daemon.stop()
         self.assertEqual(daemon.output.count("net.core.somaxconn"), 2)  # the warning's two mentions
         self.assertEqual(daemon.output.count("the kernel queues at most"), 1)
+
+
+def fd_table(script: str, limit: int | None = None) -> dict:
+    """
+    Run C{script} in a fresh Python (this checkout's soukets), with the
+    soft limit of descriptors at C{limit} if given, and return what it
+    printed as JSON.
+    """
+    def lower() -> None:
+        if limit is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+    prelude = (
+        "import json, os\n"
+        "from soukets.service import reserve_descriptors\n"
+        "def size():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('FDSize:'): return int(line.split()[1])\n"
+        "def count(): return len(os.listdir('/proc/self/fd'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + script],
+        env={**environment(), "PYTHONPATH": str(CHECKOUT)},
+        preexec_fn=lower, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+class DescriptorTableTests(TestCase):
+    def test_grown_once(self) -> None:
+        """
+        The table is grown to the count asked for, and no descriptor is
+        left open.
+        """
+        figures = fd_table(
+            "before, open_before = size(), count()\n"
+            "reserved = reserve_descriptors(3000)\n"
+            "print(json.dumps([before, reserved, size(), open_before, count()]))\n",
+            limit=8192,
+        )
+        before, reserved, after, open_before, open_after = figures
+        self.assertLess(before, 3000)
+        self.assertEqual(reserved, 3000)
+        self.assertGreaterEqual(after, 3000)
+        self.assertEqual(open_after, open_before)
+
+    def test_within_the_limit(self) -> None:
+        """
+        Never more than the soft limit of descriptors, and no error there.
+        """
+        reserved, after = fd_table(
+            "reserved = reserve_descriptors(100000)\nprint(json.dumps([reserved, size()]))\n",
+            limit=512,
+        )
+        self.assertEqual(reserved, 512)
+        self.assertGreaterEqual(after, 512)
+
+    def test_daemon(self) -> None:
+        """
+        A daemon's table holds its clients' descriptors from the start.
+        """
+        daemon = Daemon(self.mktemp(), "--max-clients", "3000")
+        self.addCleanup(daemon.stop)
+        with open(f"/proc/{daemon.process.pid}/status") as status:
+            [size] = [int(line.split()[1]) for line in status if line.startswith("FDSize:")]
+        self.assertGreaterEqual(size, 3000 + 256)
