@@ -269,9 +269,7 @@ def bound(figures: dict) -> str:
     latency).
 
     The server's core counts because the kernel does part of a server's
-    network work in softirq on that core, charged to no process: in the
-    reconnect storm soukets' process uses 80 % of the core and the core is
-    over 90 % busy.
+    network work in softirq on that core, charged to no process.
     """
     if "server_cpu" not in figures or "loadgen_cpu" not in figures:
         return ""
@@ -336,7 +334,15 @@ def crosscheck_verdict(headline: str, pair: dict) -> tuple[float, str]:
         busy.append("server")
     if busy:
         return ratio, "bound by " + ", ".join(busy)
-    return ratio, "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
+    return ratio, agreement(ratio)
+
+
+def agreement(ratio: float) -> str:
+    """
+    Whether two generators' figures, C{ratio} of one to the other, agree
+    (within 10 %).
+    """
+    return "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
 
 
 def paced_verdict(pair: dict, level: int) -> tuple[float, str]:
@@ -347,7 +353,7 @@ def paced_verdict(pair: dict, level: int) -> tuple[float, str]:
     """
     key = f"paced{level}_achieved"
     ratio = pair["python"][key] / pair["native"][key]
-    return ratio, "agree" if abs(ratio - 1) <= 0.10 else "DISAGREE"
+    return ratio, agreement(ratio)
 
 
 def print_crosscheck(chosen: list[Scenario], crosscheck: dict) -> None:

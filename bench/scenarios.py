@@ -233,9 +233,9 @@ class Usage:
             "listen_overflows": listen_overflows() - self._overflows,
         }
         if self._core_ticks is not None:
-            busy, total = core_ticks(self._core)
-            if total > self._core_ticks[1]:
-                figures["server_core_busy"] = (busy - self._core_ticks[0]) / (total - self._core_ticks[1])
+            (busy0, total0), (busy, total) = self._core_ticks, core_ticks(self._core)
+            if total > total0:
+                figures["server_core_busy"] = (busy - busy0) / (total - total0)
         return figures
 
 

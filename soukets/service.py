@@ -32,6 +32,7 @@ from soukets.transports.tcp import SouketsFactory
 SHUTDOWN_GRACE = 1.0
 """Seconds clients get to take their last frames before being cut off."""
 
+
 def tune_garbage_collector() -> None:
     """
     Leave the objects made at start-up (modules, classes, functions, the
