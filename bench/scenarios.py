@@ -208,7 +208,8 @@ class Usage:
     """
     CPU used by the server process and by this load generator between
     L{start} and L{stop}, as fractions of one core; how busy the server's
-    core was, if it is pinned to one; and how many connections the kernel
+    core was, if it is pinned to one and the phase outlasted one of the
+    kernel's 10 ms ticks (left out otherwise); and how many connections the kernel
     dropped at a full accept queue meanwhile (as C{bench/loadgen.c}
     reports them too).
     """

@@ -306,7 +306,12 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
         for kind in expected["storm"]:
             [storm] = report["runs"]["storm"][kind]
             self.assertGreaterEqual(storm["listen_overflows"], 0)
-            if servers.can_pin():
+            # The core's share is counted in 10 ms ticks: a quick storm can
+            # be over before one passes, and then the figure is left out
+            # rather than made up.
+            if servers.can_pin() and storm["elapsed_s"] >= 0.05:
+                self.assertIn("server_core_busy", storm)
+            if "server_core_busy" in storm:
                 self.assertGreaterEqual(storm["server_core_busy"], 0)
                 self.assertLessEqual(storm["server_core_busy"], 1)
         pairs = report["runs"]["pairs"]["soukets"][0]
