@@ -276,6 +276,30 @@ class NativeLoadGeneratorTests(SynchronousTestCase):
                 self.assertGreater(figures["p99_ms"], 0, kind)
                 self.assertEqual(figures["loadgen"], "native")
 
+    def test_server_core_busy(self) -> None:
+        """
+        The native generator reports how busy the server's core was when the
+        server is pinned to one and the phase outlasts the kernel's 10 ms
+        ticks (10,000 round trips through a Python server do), and how much
+        of the server's CPU went to its own code.
+        """
+        with tempfile.TemporaryDirectory() as workdir:
+            program = scenarios.build_native(workdir)
+            server = servers.start("soukets", workdir, ["--no-auto-queue"])
+            try:
+                figures = scenarios.native_pairs(server, "soukets", program, channels=10,
+                                                 exchanges=200)
+            finally:
+                server.stop()
+        self.assertGreater(figures["messages_per_s"], 0)
+        self.assertGreater(figures["server_user_cpu"], 0)
+        self.assertLessEqual(figures["server_user_cpu"], figures["server_cpu"])
+        if servers.can_pin():
+            self.assertGreater(figures["server_core_busy"], 0)
+            self.assertLessEqual(figures["server_core_busy"], 1)
+        else:
+            self.assertNotIn("server_core_busy", figures)
+
     def test_both_generators_every_native_scenario(self) -> None:
         """
         C{bench/run.py --loadgen both} drives fanout, pairs, games and storm
