@@ -1,18 +1,22 @@
 """
 The C{soukets} command: the daemon in the foreground, as
-C{twistd --nodaemon --pidfile= soukets [options]}.
+C{twistd --nodaemon --pidfile= --reactor=soukets soukets [options]} (on a
+system without epoll, on twistd's default reactor).
 """
 
 from __future__ import annotations
 
+import select
 import sys
 
 
 def twistd_argv(args: list[str]) -> list[str]:
     """
-    The twistd command line that runs soukets with C{args}.
+    The twistd command line that runs soukets with C{args}, on
+    L{soukets.reactor} where epoll exists.
     """
-    return ["twistd", "--nodaemon", "--pidfile=", "soukets", *args]
+    reactor = ["--reactor=soukets"] if hasattr(select, "epoll") else []
+    return ["twistd", "--nodaemon", "--pidfile=", *reactor, "soukets", *args]
 
 
 def main(args: list[str] | None = None) -> None:

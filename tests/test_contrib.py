@@ -71,11 +71,11 @@ class SystemdUnitTests(SynchronousTestCase):
             argv = exec_start(unit)
             if not argv:
                 continue  # a .socket unit runs nothing
-            self.assertEqual(argv[1:4], ["--nodaemon", "--pidfile=", "soukets"])
+            self.assertEqual(argv[1:5], ["--nodaemon", "--pidfile=", "--reactor=soukets", "soukets"])
             args = [
                 a.replace("%i", "7778")
                 .replace("/run/soukets/clients.json", self.mktemp() + "/c.json")
-                for a in argv[4:]
+                for a in argv[5:]
                 if a not in ("$SOUKETS_OPTIONS", "$SOUKETS_WEB")
             ]
             if "$SOUKETS_WEB" in argv:

@@ -241,12 +241,21 @@ class LaunchersTests(DaemonTestCase):
         self.assertEqual(client.read()[1], {"type": "pong"})
 
     def test_twistd(self) -> None:
+        # (On twistd's default reactor, unless told otherwise: below.)
         twistd = str(Path(sys.executable).parent / "twistd")
         daemon = self.start(command=[twistd, "-n", "--pidfile=", "soukets"])
+        daemon.wait_for(r"reactor class: twisted\.internet\.epollreactor\.EPollReactor")
+        self.play_ping(daemon)
+
+    def test_twistd_on_soukets_reactor(self) -> None:
+        twistd = str(Path(sys.executable).parent / "twistd")
+        daemon = self.start(command=[twistd, "-n", "--pidfile=", "--reactor=soukets", "soukets"])
+        daemon.wait_for(r"reactor class: soukets\.reactor\.SouketsReactor")
         self.play_ping(daemon)
 
     def test_script(self) -> None:
         daemon = self.start(command=[sys.executable, str(CHECKOUT / "scripts" / "soukets")])
+        daemon.wait_for(r"reactor class: soukets\.reactor\.SouketsReactor")
         self.play_ping(daemon)
 
     def test_script_without_twisted(self) -> None:
@@ -269,4 +278,5 @@ class LaunchersTests(DaemonTestCase):
         # Installed by pip next to this Python, as README's quick start does.
         script = str(Path(sys.executable).parent / "soukets")
         daemon = self.start(command=[script])
+        daemon.wait_for(r"reactor class: soukets\.reactor\.SouketsReactor")
         self.play_ping(daemon)

@@ -1,7 +1,9 @@
 """
-The twistd dropin: C{twistd soukets [options]} runs the soukets daemon.
+The twistd dropins: C{twistd soukets [options]} runs the soukets daemon;
+C{twistd --reactor=soukets ...} runs it on L{soukets.reactor}.
 """
 
+from twisted.application.reactors import Reactor
 from twisted.application.service import IServiceMaker
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -33,3 +35,9 @@ class SouketsServiceMaker:
 
 
 soukets = SouketsServiceMaker()
+
+souketsReactor = Reactor(
+    "soukets",
+    "soukets.reactor",
+    "epoll, without the legacy log context around each ready descriptor (Linux)",
+)
