@@ -467,8 +467,13 @@ class SoakTests(ClusterTestCase):
         said = {}  # (node, what) -> the first such line: every kind of trouble, once
         for index, n in enumerate(nodes):
             for line in n.lines:
-                if "#warn" in line or "#error" in line or "#critical" in line:
-                    said.setdefault((index, line.split("] ", 1)[-1][:40]), line)
+                if any(mark in line for mark in ("#warn", "#error", "#critical", "Traceback",
+                                                   "Unhandled")):
+                    said.setdefault((index, line.split("] ", 1)[-1][:40]), f"node {index}: {line}")
+            if n.process.poll() is not None:
+                said[(index, "exited")] = f"node {index} exited with {n.process.returncode}"
+            elif n.lines:
+                said[(index, "last")] = f"node {index}'s last line: {n.lines[-1]}"
         self.assertEqual(report["errors"], [], f"the nodes said: {list(said.values())}")
         self.assertGreater(report["games"], 600)
         # (A node sends the queue requests of one reactor turn to Redis in
