@@ -13,11 +13,11 @@ soukets logs with C{twisted.logger}, which never reads that context.
 L{SouketsReactor} is C{EPollReactor} with only C{doPoll} replaced, by the
 same loop without that wrapper: descriptors, timers, threads, signals and
 every other part are Twisted's own (Twisted's reactor tests run against it
-in C{tests/test_reactor.py}).  What changes for an operator: a failure
-Twisted logs through the old API while handling a descriptor (an exception
-escaping a protocol's C{connectionLost}, say) names the connection in its
-C{[system]} field only when it escaped the reactor's own handler, as
-before; otherwise C{[-]}.
+in C{tests/test_reactor.py}).  What changes for an operator: when a
+protocol raises while Twisted reads its socket, Twisted's report of it
+(through the old logging API) shows C{[-]} in its C{[system]} field where
+the default reactor shows the connection (C{[SouketsProtocol,12,127.0.0.1]});
+soukets' own log lines never carried it.
 
 Select it with C{twistd --reactor=soukets}; the C{soukets} command does so
 itself (see L{soukets.cli}).  If this Twisted's epoll reactor lacks the
