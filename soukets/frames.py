@@ -229,6 +229,7 @@ def _finite_float(text: str) -> float:
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_scan_once = _decoder.scan_once
 
 # A JSON \\u escape of a surrogate (D800 to DFFF).  Escaped pairs decode to
 # one character; a lone one decodes to a string that is not Unicode text and
@@ -265,8 +266,9 @@ def _decode_publish(channel: str, document: str) -> Frame | None:
     """
     start = len(_PUBLISH_HEAD)
     try:
-        data, end = _decoder.raw_decode(document, start)
-    except (ValueError, RecursionError):
+        # (raw_decode's own scanner, without the Python call around it.)
+        data, end = _scan_once(document, start)
+    except (StopIteration, ValueError, RecursionError):
         return None
     if end != len(document) - 1:
         return None

@@ -39,11 +39,14 @@ class TokenBucket:
         """
         if now is None:
             now = self.clock.seconds()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        tokens = self._tokens + (now - self._last) * self.rate
+        if tokens > self.burst:  # (not min(): a call, on every frame)
+            tokens = self.burst
         self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if tokens >= 1:
+            self._tokens = tokens - 1
             return True
+        self._tokens = tokens
         return False
 
 

@@ -112,7 +112,10 @@ class Outbox:
         C{framing}, if given), and how many frames that is; the outbox is
         empty afterwards.
         """
-        items, self._items = self._items, []
+        items = self._items
+        if not items:
+            return b"", 0
+        self._items = []
         if len(items) == 1 and items[0].__class__ is bytes and framing is None:
             # (The usual case: one frame.)
             return items[0], 1  # type: ignore[return-value]

@@ -69,6 +69,8 @@ class SlowReaderGuard:
     calls C{cut_off}, once.
     """
 
+    __slots__ = ("limit", "_cut_off", "flow", "_backlog")
+
     def __init__(self, limit: int, cut_off: Any) -> None:
         self.limit = limit
         self._cut_off = cut_off
@@ -144,6 +146,9 @@ class Connection:
     """
 
     log = Logger()
+    # (Slots: a relayed message reads two connections' attributes.)
+    __slots__ = ("gate", "transport", "link", "peer", "state", "session", "guard",
+                 "closed", "_outbox", "_early", "_early_size")
 
     def __init__(self, gate: Gate, transport: str, link: Link, peer: str) -> None:
         self.gate = gate
@@ -249,11 +254,13 @@ class Connection:
         """
         Hand everything in the outbox to the transport, in one write.
         """
-        if self._outbox and self.state is OPEN:
+        if self.state is OPEN:
             data, frames = self._outbox.take_frames(self.link.framing)
-            self.gate.server.tally.frames_sent += frames
-            self.link.write(data)
-            self.guard.wrote(len(data))
+            if frames:
+                self.gate.server.tally.frames_sent += frames
+                self.link.write(data)
+                if self.guard.flow is not FLOWING:  # (nothing to count otherwise)
+                    self.guard.wrote(len(data))
 
     def _disconnect(self) -> None:
         self.flush()
