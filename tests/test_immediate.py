@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from soukets.immediate import write_now, writer_for
+from soukets.immediate import ImmediateWriter, write_now, writer_for
 
 
 class Socket(FileDescriptor):
@@ -133,7 +133,7 @@ class WriterForTests(SynchronousTestCase):
 
     def test_socket_transport(self) -> None:
         writer = writer_for(Socket())
-        self.assertIs(writer.func, write_now)  # type: ignore[attr-defined]
+        self.assertIsInstance(writer.__self__, ImmediateWriter)  # type: ignore[attr-defined]
 
 
 class Source(Protocol):
@@ -190,4 +190,4 @@ class RealSocketTests(TestCase):
         )
         received = await sink.done
         self.assertEqual(received, b"".join(chunks))
-        self.assertIs(factory.writer.func, write_now)
+        self.assertIsInstance(factory.writer.__self__, ImmediateWriter)
