@@ -255,6 +255,43 @@ class PathBenchmarkTests(SynchronousTestCase):
         self.assertIn("client 1 was written [], not b'pair0;", stderr)
 
 
+class SharedCoreTests(SynchronousTestCase):
+    """
+    C{bench/sharedcore.py}: this tree and a git ref driven at once, sharing
+    one core.
+    """
+
+    def test_pairs_of_this_tree_and_a_baseline(self) -> None:
+        """
+        Both servers run pinned to the same CPU at the same time (this needs
+        taskset and two CPUs, as C{bench/run.py} does), every message of
+        both is checked by the native generator, and each round's ratio of
+        work per CPU-second is printed, then their median.
+        """
+        self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
+        run = subprocess.run(
+            [sys.executable, str(CHECKOUT / "bench" / "sharedcore.py"), "--quick",
+             "--rounds", "2", "--baseline", "HEAD"],
+            env=environment(), capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertRegex(run.stdout, r"(?m)^round 1: soukets [0-9,]+ messages a CPU-second "
+                         r"\([0-9]+% of the core\), soukets@HEAD [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
+        self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
+                         r"CPU-second of soukets@HEAD \(median of 2 rounds, ")
+
+    def test_figure(self) -> None:
+        """
+        The work a server did per CPU-second it used: a server busy half
+        the time at 20,000 messages a second did 40,000 a CPU-second.
+        """
+        import sharedcore
+
+        self.assertEqual(sharedcore.per_cpu_second(
+            {"messages_per_s": 20000.0, "server_cpu": 0.5}, "pairs"), 40000.0)
+        self.assertEqual(sharedcore.per_cpu_second(
+            {"games_per_s": 3000.0, "server_cpu": 1.0}, "games"), 3000.0)
+
+
 class NativeLoadGeneratorTests(SynchronousTestCase):
     def test_counts_every_delivery_of_every_dialect(self) -> None:
         """

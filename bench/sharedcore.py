@@ -1,0 +1,112 @@
+"""
+This tree's soukets against soukets as of git REF, both at once on one
+core: the server CPU each takes per unit of work, free of this machine's
+drift.
+
+    python bench/sharedcore.py --baseline REF [--scenario pairs] [--rounds 5]
+                               [--quick]
+
+C{bench/run.py --baseline} runs one server after the other, and on this
+machine the same code's rate changes by up to 2 x from one minute to the
+next: two consecutive C{pairs} runs of the same tree differ by 0.89 to
+1.11 x, so a 5 % change needs many runs to be seen.  Here, in each round,
+both servers are pinned to the same CPU at the same time, each driven by
+its own native load generator (both on the other CPU): the kernel shares
+the core between them, whatever the machine is doing, and the ratio of
+their work per server CPU-second (messages, games or deliveries) compares
+the two trees under the same conditions.  Two copies of one tree measured
+this way differ by 1.000 to 1.014 x.
+
+What it measures is CPU per unit of work, not throughput or latency, and
+with a cost neither server pays alone: sharing a core, each evicts the
+other's data from the CPU's caches.  Use it to decide whether a change
+helps; report C{bench/run.py}'s figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scenarios  # noqa: E402
+import servers  # noqa: E402
+from run import SCENARIOS, export, raise_fd_limit  # noqa: E402
+
+WORK = {"pairs": "messages_per_s", "games": "games_per_s", "fanout": "deliveries_per_s"}
+"""The scenarios this compares, and the figure of each that counts work."""
+
+ARGS = {"pairs": lambda port, quick: ("pairs", port, "soukets", 50 if quick else 500,
+                                      100 if quick else 600, 0, 0.1),
+        "games": lambda port, quick: ("games", port, 100 if quick else 1000, 3 if quick else 60),
+        "fanout": lambda port, quick: ("fanout", port, "soukets", 20 if quick else 100,
+                                       2000 if quick else 500_000, 1000)}
+"""The native load generator's arguments for each scenario (a round of the
+full size takes about 30 s)."""
+
+
+def per_cpu_second(figures: dict[str, float], scenario: str) -> float:
+    """
+    Units of work a server did per CPU-second it used, from one run's
+    figures.
+    """
+    return figures[WORK[scenario]] / figures["server_cpu"]
+
+
+def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
+              quick: bool) -> dict[str, dict[str, float]]:
+    """
+    Start a soukets from each tree, pinned to the same CPU; drive both at
+    once; stop them; each one's figures.
+    """
+    extra = next(s for s in SCENARIOS if s.name == scenario).soukets_args(quick)
+    started = {name: servers.start("soukets", workdir, extra, code=tree)
+               for name, tree in trees.items()}
+    try:
+        with ThreadPoolExecutor(len(started)) as pool:
+            futures = {name: pool.submit(scenarios._native, server, program,
+                                         *ARGS[scenario](server.port, quick))
+                       for name, server in started.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", metavar="REF", required=True)
+    parser.add_argument("--scenario", choices=sorted(WORK), default="pairs")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    args = parser.parse_args()
+    if not servers.can_pin():
+        print("needs taskset and two CPUs: both servers must share one", file=sys.stderr)
+        return 2
+    raise_fd_limit()
+    ratios = []
+    with tempfile.TemporaryDirectory() as workdir:
+        program = scenarios.build_native(workdir)
+        base = f"soukets@{args.baseline}"
+        trees = {"soukets": servers.CHECKOUT, base: export(args.baseline, workdir)}
+        for number in range(1, args.rounds + 1):
+            figures = one_round(args.scenario, trees, program, workdir, args.quick)
+            mine, theirs = (per_cpu_second(figures[name], args.scenario)
+                            for name in ("soukets", base))
+            ratios.append(mine / theirs)
+            print(f"round {number}: soukets {mine:,.0f} {WORK[args.scenario][:-6]} a CPU-second "
+                  f"({figures['soukets']['server_cpu']:.0%} of the core), {base} {theirs:,.0f} "
+                  f"({figures[base]['server_cpu']:.0%}): {ratios[-1]:.3f} x", flush=True)
+    print(f"{args.scenario}: soukets does {statistics.median(ratios):.3f} x the work a CPU-second "
+          f"of {base} (median of {len(ratios)} rounds, {min(ratios):.3f} to {max(ratios):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
