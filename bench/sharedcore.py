@@ -41,13 +41,14 @@ from run import SCENARIOS, export, raise_fd_limit  # noqa: E402
 WORK = {"pairs": "messages_per_s", "games": "games_per_s", "fanout": "deliveries_per_s"}
 """The scenarios this compares, and the figure of each that counts work."""
 
-ARGS = {"pairs": lambda port, quick: ("pairs", port, "soukets", 50 if quick else 500,
-                                      100 if quick else 600, 0, 0.1),
-        "games": lambda port, quick: ("games", port, 100 if quick else 1000, 3 if quick else 60),
-        "fanout": lambda port, quick: ("fanout", port, "soukets", 20 if quick else 100,
-                                       2000 if quick else 500_000, 1000)}
-"""The native load generator's arguments for each scenario (a round of the
-full size takes about 30 s)."""
+SIZES = {"pairs": (dict(channels=50, exchanges=100, paced_seconds=0.1),
+                   dict(channels=500, exchanges=120, paced_seconds=0.1)),
+         "games": (dict(clients=100, games_each=3), dict(clients=1000, games_each=15)),
+         "fanout": (dict(subscribers=20, messages=2000, window=1000),
+                    dict(subscribers=100, messages=500_000, window=1000))}
+"""Each scenario's sizes for L{scenarios.native}, quick and full (which
+scales the full ones up: 600 exchanges, 60 games each; a full round takes
+about 30 s)."""
 
 
 def per_cpu_second(figures: dict[str, float], scenario: str) -> float:
@@ -65,12 +66,14 @@ def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
     once; stop them; each one's figures.
     """
     extra = next(s for s in SCENARIOS if s.name == scenario).soukets_args(quick)
-    started = {name: servers.start("soukets", workdir, extra, code=tree)
-               for name, tree in trees.items()}
+    params = SIZES[scenario][0 if quick else 1]
+    started = {}
     try:
+        for name, tree in trees.items():
+            started[name] = servers.start("soukets", workdir, extra, code=tree)
         with ThreadPoolExecutor(len(started)) as pool:
-            futures = {name: pool.submit(scenarios._native, server, program,
-                                         *ARGS[scenario](server.port, quick))
+            futures = {name: pool.submit(scenarios.native, scenario, server, "soukets",
+                                         program, **params)
                        for name, server in started.items()}
             return {name: future.result() for name, future in futures.items()}
     finally:

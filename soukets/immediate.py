@@ -92,9 +92,3 @@ class ImmediateWriter:
             data = data[sent:]
         transport.write(data)
 
-
-def write_now(transport: FileDescriptor, data: bytes) -> None:
-    """
-    Write C{data} to C{transport} as L{ImmediateWriter.write} does, once.
-    """
-    ImmediateWriter(transport).write(data)

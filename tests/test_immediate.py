@@ -16,7 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from soukets.immediate import ImmediateWriter, write_now, writer_for
+from soukets.immediate import ImmediateWriter, writer_for
 
 
 class Socket(FileDescriptor):
@@ -67,7 +67,7 @@ class WriteNowTests(SynchronousTestCase):
         transport is not left waiting to write.
         """
         socket = Socket()
-        write_now(socket, b"hello\n")
+        ImmediateWriter(socket).write(b"hello\n")
         self.assertEqual(socket.sent, b"hello\n")
         self.assertNotIn(socket, socket.reactor.getWriters())
 
@@ -77,20 +77,20 @@ class WriteNowTests(SynchronousTestCase):
         it without touching the socket, and everything leaves in order.
         """
         socket = Socket(3)
-        write_now(socket, b"abcdef")
+        ImmediateWriter(socket).write(b"abcdef")
         self.assertEqual((socket.sent, len(socket.sends)), (b"abc", 1))
         self.assertIn(socket, socket.reactor.getWriters())
-        write_now(socket, b"ghi")
+        ImmediateWriter(socket).write(b"ghi")
         self.assertEqual(len(socket.sends), 1)
         socket.drain()
         self.assertEqual(socket.sent, b"abcdefghi")
-        write_now(socket, b"jk")
+        ImmediateWriter(socket).write(b"jk")
         self.assertEqual(socket.sends[-1], b"jk")
         self.assertEqual(socket.sent, b"abcdefghijk")
 
     def test_nothing_taken(self) -> None:
         socket = Socket(0)
-        write_now(socket, b"abc")
+        ImmediateWriter(socket).write(b"abc")
         socket.drain()
         self.assertEqual(socket.sent, b"abc")
 
@@ -100,7 +100,7 @@ class WriteNowTests(SynchronousTestCase):
         bytes queued, to go when it is writable.
         """
         socket = Socket(BlockingIOError())
-        write_now(socket, b"abc")
+        ImmediateWriter(socket).write(b"abc")
         socket.drain()
         self.assertEqual(socket.sent, b"abc")
 
@@ -110,7 +110,7 @@ class WriteNowTests(SynchronousTestCase):
         transport meets the failure on its next write, as it would have.
         """
         socket = Socket(BrokenPipeError(), BrokenPipeError())
-        write_now(socket, b"abc")
+        ImmediateWriter(socket).write(b"abc")
         self.assertIn(socket, socket.reactor.getWriters())
         self.assertIsInstance(socket.doWrite(), ConnectionLost)
 
@@ -122,7 +122,7 @@ class WriteNowTests(SynchronousTestCase):
         for attribute in ("disconnecting", "_writeDisconnected"):
             socket = Socket()
             setattr(socket, attribute, True)
-            write_now(socket, b"abc")
+            ImmediateWriter(socket).write(b"abc")
             self.assertEqual(socket.sends, [], attribute)
 
 
