@@ -26,6 +26,7 @@ helps; report C{bench/run.py}'s figures.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -68,17 +69,20 @@ def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
     extra = next(s for s in SCENARIOS if s.name == scenario).soukets_args(quick)
     params = SIZES[scenario][0 if quick else 1]
     started = {}
+    pool = ThreadPoolExecutor(len(trees))
     try:
         for name, tree in trees.items():
             started[name] = servers.start("soukets", workdir, extra, code=tree)
-        with ThreadPoolExecutor(len(started)) as pool:
-            futures = {name: pool.submit(scenarios.native, scenario, server, "soukets",
-                                         program, **params)
-                       for name, server in started.items()}
-            return {name: future.result() for name, future in futures.items()}
+        futures = {name: pool.submit(scenarios.native, scenario, server, "soukets",
+                                     program, **params)
+                   for name, server in started.items()}
+        return {name: future.result() for name, future in futures.items()}
     finally:
+        # The servers first (by PID): a generator still running then fails
+        # at once rather than at its own deadline.
         for server in started.values():
             server.stop()
+        pool.shutdown()
 
 
 def main() -> int:
@@ -89,6 +93,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     args = parser.parse_args()
+    # Stopped by SIGTERM, stop the servers as on any other exit.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     if not servers.can_pin():
         print("needs taskset and two CPUs: both servers must share one", file=sys.stderr)
         return 2

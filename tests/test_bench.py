@@ -269,10 +269,17 @@ class SharedCoreTests(SynchronousTestCase):
         work per CPU-second is printed, then their median.
         """
         self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
-        run = subprocess.run(
+        bench = subprocess.Popen(
             [sys.executable, str(CHECKOUT / "bench" / "sharedcore.py"), "--quick",
              "--rounds", "2", "--baseline", "HEAD"],
-            env=environment(), capture_output=True, text=True, timeout=300)
+            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = bench.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            bench.terminate()  # (it stops its servers by PID on SIGTERM)
+            stdout, stderr = bench.communicate(timeout=60)
+            self.fail("sharedcore.py did not finish in 300 s:\n" + stdout + stderr)
+        run = subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         self.assertRegex(run.stdout, r"(?m)^round 1: soukets [0-9,]+ messages a CPU-second "
                          r"\([0-9]+% of the core\), soukets@HEAD [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
