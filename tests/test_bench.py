@@ -286,6 +286,19 @@ class SharedCoreTests(SynchronousTestCase):
         self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
                          r"CPU-second of soukets@HEAD \(median of 2 rounds, ")
 
+    def test_starting_order(self) -> None:
+        """
+        The two servers start in the order given in odd rounds and in the
+        other order in even ones, so that neither is always first.
+        """
+        import sharedcore
+
+        trees = {"soukets": Path("here"), "soukets@HEAD": Path("there")}
+        self.assertEqual(list(sharedcore.starting_order(trees, 1)), ["soukets", "soukets@HEAD"])
+        self.assertEqual(list(sharedcore.starting_order(trees, 2)), ["soukets@HEAD", "soukets"])
+        self.assertEqual(list(sharedcore.starting_order(trees, 3)), ["soukets", "soukets@HEAD"])
+        self.assertEqual(sharedcore.starting_order(trees, 2), trees)
+
     def test_figure(self) -> None:
         """
         The work a server did per CPU-second it used: a server busy half
