@@ -1,10 +1,10 @@
 """
-This tree's soukets against soukets as of git REF, both at once on one
-core: the server CPU each takes per unit of work, free of this machine's
-drift.
+This tree's soukets against soukets as of git REF (or against another
+server of the benchmark, such as the floor), both at once on one core: the
+server CPU each takes per unit of work, free of this machine's drift.
 
-    python bench/sharedcore.py --baseline REF [--scenario pairs] [--rounds 5]
-                               [--quick]
+    python bench/sharedcore.py (--baseline REF | --against SERVER)
+                               [--scenario pairs] [--rounds 5] [--quick]
 
 C{bench/run.py --baseline} runs one server after the other, and on this
 machine the same code's rate changes by up to 2 x from one minute to the
@@ -23,6 +23,11 @@ What it measures is CPU per unit of work, not throughput or latency, and
 with a cost neither server pays alone: sharing a core, each evicts the
 other's data from the CPU's caches.  Use it to decide whether a change
 helps; report C{bench/run.py}'s figures.
+
+With C{--against floor} (or C{ceiling}, C{redis}, C{nats}: a server the
+scenario runs in C{bench/run.py}), the peer is that server instead of an
+older soukets: where soukets stands against the floor without the drift
+that moves C{run.py}'s own ratio by a tenth from one command to the next.
 """
 
 from __future__ import annotations
@@ -72,11 +77,20 @@ def starting_order(trees: dict[str, Path], number: int) -> dict[str, Path]:
     return trees if number % 2 else dict(reversed(trees.items()))
 
 
+def kind_of(name: str) -> str:
+    """
+    The kind of server (as L{servers.start} knows them) a contender's name
+    stands for: C{soukets} for this tree and C{soukets@REF}, else the name.
+    """
+    return "soukets" if servers.is_soukets(name) else name
+
+
 def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
               quick: bool) -> dict[str, dict[str, float]]:
     """
-    Start a soukets from each tree (in the order of C{trees}), pinned to
-    the same CPU; drive both at once; stop them; each one's figures.
+    Start each contender (in the order of C{trees}: a soukets from its
+    source tree, or another server), pinned to the same CPU; drive all at
+    once; stop them; each one's figures.
     """
     extra = next(s for s in SCENARIOS if s.name == scenario).soukets_args(quick)
     params = SIZES[scenario][0 if quick else 1]
@@ -84,9 +98,9 @@ def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
     pool = ThreadPoolExecutor(len(trees))
     try:
         for name, tree in trees.items():
-            started[name] = servers.start("soukets", workdir, extra, code=tree)
-        futures = {name: pool.submit(scenarios.native, scenario, server, "soukets",
-                                     program, **params)
+            started[name] = servers.start(kind_of(name), workdir, extra, code=tree)
+        futures = {name: pool.submit(scenarios.native, scenario, server,
+                                     kind_of(name), program, **params)
                    for name, server in started.items()}
         return {name: future.result() for name, future in futures.items()}
     finally:
@@ -100,7 +114,10 @@ def one_round(scenario: str, trees: dict[str, Path], program: str, workdir: str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", metavar="REF", required=True)
+    peer = parser.add_mutually_exclusive_group(required=True)
+    peer.add_argument("--baseline", metavar="REF", help="soukets as of this git ref")
+    peer.add_argument("--against", metavar="SERVER",
+                      help="another server the scenario runs: floor, ceiling, redis or nats")
     parser.add_argument("--scenario", choices=sorted(WORK), default="pairs")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
@@ -110,12 +127,26 @@ def main() -> int:
     if not servers.can_pin():
         print("needs taskset and two CPUs: both servers must share one", file=sys.stderr)
         return 2
+    if args.against is not None:
+        scenario = next(s for s in SCENARIOS if s.name == args.scenario)
+        peers = [kind for kind in scenario.servers if not servers.is_soukets(kind)
+                 and not servers.cluster_size(kind)]
+        if args.against not in peers:
+            print(f"--against: {args.scenario} compares soukets with "
+                  f"{', '.join(peers)}" if peers else
+                  f"--against: {args.scenario} runs soukets alone (use --baseline)",
+                  file=sys.stderr)
+            return 2
     raise_fd_limit()
     ratios = []
     with tempfile.TemporaryDirectory() as workdir:
         program = scenarios.build_native(workdir)
-        base = f"soukets@{args.baseline}"
-        trees = {"soukets": servers.CHECKOUT, base: export(args.baseline, workdir)}
+        if args.against is not None:
+            base = args.against
+            trees = {"soukets": servers.CHECKOUT, base: servers.CHECKOUT}
+        else:
+            base = f"soukets@{args.baseline}"
+            trees = {"soukets": servers.CHECKOUT, base: export(args.baseline, workdir)}
         for number in range(1, args.rounds + 1):
             figures = one_round(args.scenario, starting_order(trees, number), program,
                                 workdir, args.quick)

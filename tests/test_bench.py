@@ -261,6 +261,22 @@ class SharedCoreTests(SynchronousTestCase):
     one core.
     """
 
+    def run_sharedcore(self, *args: str) -> subprocess.CompletedProcess:
+        """
+        Run C{bench/sharedcore.py} with C{args} (stopped by PID, and the
+        test failed, if it takes over 300 s).
+        """
+        bench = subprocess.Popen(
+            [sys.executable, str(CHECKOUT / "bench" / "sharedcore.py"), *args],
+            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = bench.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            bench.terminate()  # (it stops its servers by PID on SIGTERM)
+            stdout, stderr = bench.communicate(timeout=60)
+            self.fail("sharedcore.py did not finish in 300 s:\n" + stdout + stderr)
+        return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
+
     def test_pairs_of_this_tree_and_a_baseline(self) -> None:
         """
         Both servers run pinned to the same CPU at the same time (this needs
@@ -269,22 +285,37 @@ class SharedCoreTests(SynchronousTestCase):
         work per CPU-second is printed, then their median.
         """
         self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
-        bench = subprocess.Popen(
-            [sys.executable, str(CHECKOUT / "bench" / "sharedcore.py"), "--quick",
-             "--rounds", "2", "--baseline", "HEAD"],
-            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            stdout, stderr = bench.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            bench.terminate()  # (it stops its servers by PID on SIGTERM)
-            stdout, stderr = bench.communicate(timeout=60)
-            self.fail("sharedcore.py did not finish in 300 s:\n" + stdout + stderr)
-        run = subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
+        run = self.run_sharedcore("--quick", "--rounds", "2", "--baseline", "HEAD")
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         self.assertRegex(run.stdout, r"(?m)^round 1: soukets [0-9,]+ messages a CPU-second "
                          r"\([0-9]+% of the core\), soukets@HEAD [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
         self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
                          r"CPU-second of soukets@HEAD \(median of 2 rounds, ")
+
+    def test_pairs_against_the_floor(self) -> None:
+        """
+        With C{--against floor}, the peer on the shared core is the floor
+        relay, driven in its own dialect.
+        """
+        self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
+        run = self.run_sharedcore("--quick", "--rounds", "2", "--against", "floor")
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertRegex(run.stdout, r"(?m)^round 2: soukets [0-9,]+ messages a CPU-second "
+                         r"\([0-9]+% of the core\), floor [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
+        self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
+                         r"CPU-second of floor \(median of 2 rounds, ")
+
+    def test_against_a_server_the_scenario_does_not_run(self) -> None:
+        """
+        C{--against} takes only a server the scenario runs in C{run.py}
+        besides soukets, and says which; nothing is started otherwise.
+        """
+        run = self.run_sharedcore("--scenario", "fanout", "--against", "ceiling")
+        self.assertEqual((run.returncode, run.stdout), (2, ""))
+        self.assertEqual(run.stderr, "--against: fanout compares soukets with floor, redis, nats\n")
+        run = self.run_sharedcore("--scenario", "games", "--against", "floor")
+        self.assertEqual(run.returncode, 2)
+        self.assertEqual(run.stderr, "--against: games runs soukets alone (use --baseline)\n")
 
     def test_starting_order(self) -> None:
         """
