@@ -277,6 +277,21 @@ class SharedCoreTests(SynchronousTestCase):
             self.fail("sharedcore.py did not finish in 300 s:\n" + stdout + stderr)
         return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
 
+    def assert_two_rounds_against(self, peer: str, *args: str) -> None:
+        """
+        Two quick rounds of C{pairs} with C{args}: each round's figures for
+        soukets and C{peer} and their ratio are printed, then the median.
+        """
+        self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
+        run = self.run_sharedcore("--quick", "--rounds", "2", *args)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        for number in (1, 2):
+            self.assertRegex(run.stdout, rf"(?m)^round {number}: soukets [0-9,]+ messages a "
+                             rf"CPU-second \([0-9]+% of the core\), {peer} [0-9,]+ "
+                             r"\([0-9]+%\): [0-9.]+ x$")
+        self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
+                         rf"CPU-second of {peer} \(median of 2 rounds, ")
+
     def test_pairs_of_this_tree_and_a_baseline(self) -> None:
         """
         Both servers run pinned to the same CPU at the same time (this needs
@@ -284,26 +299,14 @@ class SharedCoreTests(SynchronousTestCase):
         both is checked by the native generator, and each round's ratio of
         work per CPU-second is printed, then their median.
         """
-        self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
-        run = self.run_sharedcore("--quick", "--rounds", "2", "--baseline", "HEAD")
-        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertRegex(run.stdout, r"(?m)^round 1: soukets [0-9,]+ messages a CPU-second "
-                         r"\([0-9]+% of the core\), soukets@HEAD [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
-        self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
-                         r"CPU-second of soukets@HEAD \(median of 2 rounds, ")
+        self.assert_two_rounds_against("soukets@HEAD", "--baseline", "HEAD")
 
     def test_pairs_against_the_floor(self) -> None:
         """
         With C{--against floor}, the peer on the shared core is the floor
         relay, driven in its own dialect.
         """
-        self.assertTrue(servers.can_pin(), "the harness needs taskset and two CPUs")
-        run = self.run_sharedcore("--quick", "--rounds", "2", "--against", "floor")
-        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertRegex(run.stdout, r"(?m)^round 2: soukets [0-9,]+ messages a CPU-second "
-                         r"\([0-9]+% of the core\), floor [0-9,]+ \([0-9]+%\): [0-9.]+ x$")
-        self.assertRegex(run.stdout, r"(?m)^pairs: soukets does [0-9.]+ x the work a "
-                         r"CPU-second of floor \(median of 2 rounds, ")
+        self.assert_two_rounds_against("floor", "--against", "floor")
 
     def test_against_a_server_the_scenario_does_not_run(self) -> None:
         """
