@@ -72,15 +72,15 @@ DISCONNECT = FloodVerdict.DISCONNECT
 
 
 @attrs.define
-class FloodGuard:
+class FloodGuard(TokenBucket):
     """
-    Applies a L{TokenBucket} to a client's frames: over the limit, frames are
-    dropped and the client is warned at most once a second; a client still
-    flooding after L{STRIKES_BEFORE_DISCONNECT} warnings in a row (each
-    within 2 s of the previous) is to be disconnected.
+    A client's L{TokenBucket} for its frames, and what happens over the
+    limit: frames are dropped and the client is warned at most once a
+    second; a client still flooding after L{STRIKES_BEFORE_DISCONNECT}
+    warnings in a row (each within 2 s of the previous) is to be
+    disconnected.
     """
 
-    bucket: TokenBucket
     _warned_at: float | None = None
     _strikes: int = 0
 
@@ -90,8 +90,8 @@ class FloodGuard:
         caller has just read it).
         """
         if now is None:
-            now = self.bucket.clock.seconds()
-        if self.bucket.take(now):
+            now = self.clock.seconds()
+        if self.take(now):
             return ACCEPT
         if self._warned_at is not None and now - self._warned_at < 1.0:
             return DROP

@@ -36,7 +36,7 @@ from soukets.frames import (
     with_id,
 )
 from soukets.hub import ChannelHub, is_lobby_name
-from soukets.limits import FloodGuard, TokenBucket
+from soukets.limits import FloodGuard
 from soukets.lobby import LobbyService
 from soukets.outbox import Owed
 from soukets.tally import Tally
@@ -139,9 +139,7 @@ class Session:
     def __attrs_post_init__(self) -> None:
         settings = self.server.settings
         self._splitter = LineSplitter(settings.max_line)
-        self._flood = FloodGuard(
-            TokenBucket(settings.max_rate, settings.rate_burst, self.server.clock)
-        )
+        self._flood = FloodGuard(settings.max_rate, settings.rate_burst, self.server.clock)
         self.name = self.name or self.client_id
         self.route = self.route or self.client_id
         self._last_heard = self.server.clock.seconds()

@@ -31,7 +31,7 @@ class TokenBucketTests(SynchronousTestCase):
         bucket = TokenBucket(rate=10, burst=3, clock=clock)
         self.assertEqual([bucket.take(0.0) for _ in range(4)], [True, True, True, False])
         self.assertEqual([bucket.take(0.1) for _ in range(2)], [True, False])
-        guard = FloodGuard(TokenBucket(rate=1, burst=1, clock=clock))
+        guard = FloodGuard(rate=1, burst=1, clock=clock)
         self.assertEqual([guard.check(0.0), guard.check(0.0), guard.check(0.5)],
                          [FloodVerdict.ACCEPT, FloodVerdict.WARN, FloodVerdict.DROP])
         self.assertIs(guard.check(1.5), FloodVerdict.ACCEPT)
@@ -40,7 +40,7 @@ class TokenBucketTests(SynchronousTestCase):
 class FloodGuardTests(SynchronousTestCase):
     def test_warn_once_a_second_then_disconnect(self) -> None:
         clock = Clock()
-        guard = FloodGuard(TokenBucket(rate=1, burst=1, clock=clock))
+        guard = FloodGuard(rate=1, burst=1, clock=clock)
         self.assertIs(guard.check(), FloodVerdict.ACCEPT)
         self.assertIs(guard.check(), FloodVerdict.WARN)
         self.assertIs(guard.check(), FloodVerdict.DROP)
@@ -54,7 +54,7 @@ class FloodGuardTests(SynchronousTestCase):
 
     def test_calm_resets(self) -> None:
         clock = Clock()
-        guard = FloodGuard(TokenBucket(rate=1, burst=1, clock=clock))
+        guard = FloodGuard(rate=1, burst=1, clock=clock)
         for _ in range(20):
             guard.check(), guard.check()
             clock.advance(3)  # calm for longer than 2 s
