@@ -132,10 +132,11 @@ def main() -> int:
         peers = [kind for kind in scenario.servers if not servers.is_soukets(kind)
                  and not servers.cluster_size(kind)]
         if args.against not in peers:
-            print(f"--against: {args.scenario} compares soukets with "
-                  f"{', '.join(peers)}" if peers else
-                  f"--against: {args.scenario} runs soukets alone (use --baseline)",
-                  file=sys.stderr)
+            if peers:
+                why = f"{args.scenario} compares soukets with {', '.join(peers)}"
+            else:
+                why = f"{args.scenario} runs soukets alone (use --baseline)"
+            print(f"--against: {why}", file=sys.stderr)
             return 2
     raise_fd_limit()
     ratios = []
@@ -143,6 +144,7 @@ def main() -> int:
         program = scenarios.build_native(workdir)
         if args.against is not None:
             base = args.against
+            # (A server other than soukets runs from no source tree.)
             trees = {"soukets": servers.CHECKOUT, base: servers.CHECKOUT}
         else:
             base = f"soukets@{args.baseline}"
